@@ -1,0 +1,1 @@
+"""brain_ai.adapters: conversion to and from snnTorch and SpikingJelly."""

@@ -1,0 +1,49 @@
+"""``brain-ai``: the command line. Each subcommand lives in its own module, imported lazily.
+
+A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` (exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+# name -> (module, one-line help). The module owns its arguments and behaviour.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "conformance": (
+        "brain_ai.conformance.cli",
+        "equivalence matrix against the installed snnTorch / SpikingJelly (the main job)",
+    ),
+    "validate": ("brain_ai.validate", "runtime contract checks over every neuron variant"),
+    "migrate": ("brain_ai.adapters.cli", "convert an snnTorch/SpikingJelly model and verify it"),
+    "amp-stress": ("brain_ai.amp_stress", "every encoder, decoder and loss under autocast"),
+    "debug-report": ("brain_ai.debug_report", "HTML report of firing rates, membranes, grads"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="brain-ai", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    available = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # subcommand not built in this version
+                continue
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        available[name] = module
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(available[args.command].run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

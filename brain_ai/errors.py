@@ -1,0 +1,59 @@
+"""The error hierarchy of brain_ai.
+
+Every error raised at a public boundary is a :class:`BrainAIError` and also a builtin
+(``ValueError``/``TypeError``) so that ``except ValueError`` keeps working. Messages follow
+one shape, built by :func:`format_error`::
+
+    "<public name>: <what is wrong> (got <actual>; expected <expected>).\n  Hint: <fix>"
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrainAIError",
+    "ConfigError",
+    "ConversionError",
+    "PeerMissingError",
+    "ShapeError",
+    "format_error",
+]
+
+
+def format_error(where: str, what: str, got: object, expected: object, hint: str) -> str:
+    """Build the house error message (see STYLE.md)."""
+    return f"{where}: {what} (got {got}; expected {expected}).\n  Hint: {hint}"
+
+
+class BrainAIError(Exception):
+    """Base class of every error brain_ai raises on purpose."""
+
+    def __init__(
+        self,
+        where: str,
+        what: str,
+        *,
+        got: object,
+        expected: object,
+        hint: str,
+    ) -> None:
+        super().__init__(format_error(where, what, got, expected, hint))
+        self.where = where
+        self.got = got
+        self.expected = expected
+        self.hint = hint
+
+
+class ShapeError(BrainAIError, ValueError):
+    """A tensor has the wrong rank or shape (inputs and states are never broadcast)."""
+
+
+class ConfigError(BrainAIError, ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+class ConversionError(BrainAIError, ValueError):
+    """A model or neuron cannot be converted exactly (lossy paths raise unless opted in)."""
+
+
+class PeerMissingError(BrainAIError, ImportError):
+    """A peer framework (snnTorch, SpikingJelly) needed for this call is not installed."""
