@@ -1,0 +1,112 @@
+"""Configuration dataclasses: :class:`SNNConfig` (spiking core) and the codec/loss configs.
+
+Every config validates itself in ``__post_init__`` (clear :class:`~brain_ai.errors.ConfigError`,
+never a silent repair) and round-trips through ``to_dict`` / ``from_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from brain_ai.errors import ConfigError
+
+__all__ = ["SNNConfig"]
+
+_NEURONS = ("lif", "adaptive", "recurrent", "advanced")
+_RESETS = ("subtract", "zero", "none")
+_TIMINGS = ("immediate", "delayed", "delayed_pre", "compensated", "compensated_pre")
+_COMPARATORS = (">", ">=")
+_SURROGATES = (
+    "atan", "fast_sigmoid", "ste", "sigmoid", "triangular",
+    "piecewise_quadratic", "piecewise_exp", "soft_sign", "super_spike", "erf",
+)
+_DTYPE_POLICIES = ("float32", "input")
+
+
+def _one_of(name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(
+            f"SNNConfig.{name}",
+            f"unknown {name}",
+            got=repr(value),
+            expected=" | ".join(repr(o) for o in options),
+            hint=f"pick one of the listed values for {name}",
+        )
+
+
+@dataclass
+class SNNConfig:
+    """Configuration of a spiking network built from the LIF family (seed 000).
+
+    Neuron fields map one-to-one onto :class:`brain_ai.core.neurons.LIFNeuron` arguments;
+    ``num_steps`` and ``chunk_size`` (truncated-BPTT window, ``None`` = full BPTT) drive
+    :func:`brain_ai.core.unroll.snn_unroll`.
+    """
+
+    neuron: str = "lif"
+    input_size: int = 784
+    hidden_sizes: tuple[int, ...] = (128,)
+    output_size: int = 10
+    num_steps: int = 25
+    beta: float = 0.9
+    threshold: float = 1.0
+    v_reset: float = 0.0
+    reset: str = "subtract"
+    reset_timing: str = "immediate"
+    comparator: str = ">"
+    detach_reset: bool = False
+    surrogate: str = "atan"
+    surrogate_scale: float | None = None
+    learn_beta: bool = False
+    learn_threshold: bool = False
+    beta_param: str = "clamp"
+    alpha: float | None = None
+    refractory_steps: int = 0
+    chunk_size: int | None = None
+    dtype_policy: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(self.hidden_sizes)
+        _one_of("neuron", self.neuron, _NEURONS)
+        _one_of("reset", self.reset, _RESETS)
+        _one_of("reset_timing", self.reset_timing, _TIMINGS)
+        _one_of("comparator", self.comparator, _COMPARATORS)
+        _one_of("surrogate", self.surrogate, _SURROGATES)
+        _one_of("beta_param", self.beta_param, ("clamp", "sigmoid"))
+        _one_of("dtype_policy", self.dtype_policy, _DTYPE_POLICIES)
+        if not 0.0 <= self.beta <= 1.0:
+            raise ConfigError("SNNConfig.beta", "beta is outside [0, 1]", got=self.beta,
+                              expected="0 <= beta <= 1 (natively clamped to [0, 0.999])",
+                              hint="beta = exp(-dt/tau); a beta above 1 makes the membrane explode")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError("SNNConfig.alpha", "alpha is outside [0, 1]", got=self.alpha,
+                              expected="0 <= alpha <= 1", hint="alpha = exp(-dt/tau_syn)")
+        for name in ("num_steps", "input_size", "output_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"SNNConfig.{name}", f"{name} must be positive",
+                                  got=getattr(self, name), expected="an int > 0",
+                                  hint=f"set {name} to a positive integer")
+        if self.chunk_size is not None and self.chunk_size <= 0:
+            raise ConfigError("SNNConfig.chunk_size", "chunk_size must be positive or None",
+                              got=self.chunk_size, expected="int > 0 or None",
+                              hint="use None for full BPTT")
+        if self.refractory_steps < 0:
+            raise ConfigError("SNNConfig.refractory_steps", "refractory_steps is negative",
+                              got=self.refractory_steps, expected="an int >= 0",
+                              hint="0 disables the refractory period")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SNNConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError("SNNConfig.from_dict", "unknown keys", got=unknown,
+                              expected=f"a subset of {sorted(known)}",
+                              hint="remove or rename the listed keys")
+        return cls(**data)
