@@ -6,12 +6,13 @@ never a silent repair) and round-trips through ``to_dict`` / ``from_dict``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from brain_ai.errors import ConfigError
 
-__all__ = ["SNNConfig"]
+__all__ = ["LossConfig", "SNNConfig"]
 
 _NEURONS = ("lif", "adaptive", "recurrent", "advanced")
 _RESETS = ("subtract", "zero", "none")
@@ -110,3 +111,92 @@ class SNNConfig:
                               expected=f"a subset of {sorted(known)}",
                               hint="remove or rename the listed keys")
         return cls(**data)
+
+
+# --------------------------------------------------------------------------- codec / loss configs
+
+_ENCODINGS = (
+    "rate_bernoulli", "rate_poisson", "rate_deterministic", "latency", "ttfs", "population",
+    "delta",
+)
+_NORMALIZATIONS = ("none", "minmax", "sigmoid", "clamp")
+_LATENCY_MAPPINGS = ("linear", "exponential", "log")
+_DECODINGS = ("rate", "first_spike", "population", "membrane", "ensemble")
+_POPULATION_MODES = ("classification", "regression")
+
+
+def _check_choice(where: str, name: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{where}.{name}", f"unknown {name}", got=repr(value),
+                          expected=" | ".join(repr(o) for o in options),
+                          hint=f"pick one of the listed values for {name}")
+
+
+def _check_positive(where: str, name: str, value: object, *, integer: bool = False,
+                    allow_zero: bool = False) -> None:
+    kind = "int" if integer else "number"
+    ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float)))
+    ok_type = ok_type and not isinstance(value, bool)
+    bound = ">= 0" if allow_zero else "> 0"
+    if not ok_type or not (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
+        raise ConfigError(f"{where}.{name}", f"{name} must be a {kind} {bound}",
+                          got=repr(value), expected=f"a {kind} {bound}",
+                          hint=f"set {name} to a {kind} {bound}")
+
+
+class _DictMixin:
+    """``to_dict`` / ``from_dict`` / ``to_json`` / ``from_json`` for flat frozen configs."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of every field (JSON-serializable)."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{cls.__name__}.from_dict", "unknown keys", got=unknown,
+                              expected=f"a subset of {sorted(known)}",
+                              hint="remove or rename the listed keys")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict` (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class LossConfig(_DictMixin):
+    """Weights and knobs of the SNN loss pack (seed 002, ``brain_ai.core.losses``).
+
+    Weights are ``>= 0`` (``0`` switches a term off); ``target_rate`` is in ``[0, 1]``;
+    ``probspikes_temperature > 0``; ``isi_refractory_window`` is an int ``> 0``.
+    """
+
+    w_probspikes: float = 1.0
+    w_rate: float = 0.1
+    w_temporal: float = 0.01
+    w_isi: float = 0.01
+    w_membrane: float = 0.001
+    target_rate: float = 0.1
+    probspikes_temperature: float = 1.0
+    isi_refractory_window: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("w_probspikes", "w_rate", "w_temporal", "w_isi", "w_membrane"):
+            _check_positive("LossConfig", name, getattr(self, name), allow_zero=True)
+        _check_positive("LossConfig", "probspikes_temperature", self.probspikes_temperature)
+        _check_positive("LossConfig", "isi_refractory_window", self.isi_refractory_window,
+                        integer=True)
+        if isinstance(self.target_rate, bool) or not isinstance(self.target_rate, (int, float)) \
+                or not 0.0 <= self.target_rate <= 1.0:
+            raise ConfigError("LossConfig.target_rate", "target_rate is outside [0, 1]",
+                              got=repr(self.target_rate), expected="0 <= target_rate <= 1",
+                              hint="a firing rate is spikes per step, a fraction")

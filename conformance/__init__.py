@@ -3,6 +3,14 @@
 Run it with ``brain-ai conformance`` or ``pytest conformance``.
 """
 
-from brain_ai.conformance.registry import CASES, Case, CaseResult, load_all, register, run_case, select
+from brain_ai.conformance.registry import (
+    CASES,
+    Case,
+    CaseResult,
+    load_all,
+    register,
+    run_case,
+    select,
+)
 
 __all__ = ["CASES", "Case", "CaseResult", "load_all", "register", "run_case", "select"]

@@ -1,0 +1,99 @@
+"""``snn_unroll``: the single time-unroll utility, with truncated BPTT.
+
+Every sequence-mode call in brain_ai (every neuron, MLP and conv architectures) goes through
+:func:`snn_unroll`. Truncated BPTT splits time into windows of ``chunk_size`` steps and detaches
+the state between windows: the forward pass is identical to full BPTT, only the gradient
+stops at window edges.
+
+A cell is any callable ``cell_fn(x_t, state) -> (spikes_t, new_state)``. A cell may also
+provide ``cell_fn.multi_step(x_chunk, state, record) -> (spikes, state, traces)``, its fused
+multi-step path; :func:`snn_unroll` then calls it once per window instead of looping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from brain_ai.core.axes import TIME_DIM
+from brain_ai.core.state import detach_state
+from brain_ai.errors import ConfigError, ShapeError
+
+__all__ = ["UnrollResult", "snn_unroll"]
+
+
+class UnrollResult(NamedTuple):
+    """``(spikes (B, T, ...), final_state, traces)``; ``traces[name]`` is ``(B, T, ...)``."""
+
+    spikes: Tensor
+    final_state: Any
+    traces: dict[str, Tensor]
+
+
+def _record_step(state: Any, name: str) -> Tensor:
+    value = getattr(state, name, None)
+    if value is None:
+        raise ConfigError("snn_unroll", f"cannot record {name!r}: the state has no such tensor",
+                          got=type(state).__name__, expected="a state field that is set",
+                          hint="record only fields the neuron uses, e.g. ('v',)")
+    return value
+
+
+def snn_unroll(
+    cell_fn: Callable[[Tensor, Any], tuple[Tensor, Any]],
+    inputs: Tensor,
+    initial_state: Any,
+    chunk_size: int | None = None,
+    record: Sequence[str] = (),
+) -> UnrollResult:
+    """Unroll ``cell_fn`` over the time axis of ``inputs``.
+
+    Args:
+        cell_fn: ``(x_t (B, ...), state) -> (spikes_t (B, ...), state)``; optionally with a
+            ``multi_step`` attribute (fused path over a whole window).
+        inputs: ``(B, T, ...)``, batch-first.
+        initial_state: the state before step 0 (any pytree of tensors).
+        chunk_size: truncated-BPTT window in steps; ``None`` = full BPTT.
+        record: names of state fields to stack over time (e.g. ``("v",)``).
+    Returns:
+        :class:`UnrollResult` ``(spikes, final_state, traces)``.
+    """
+    if not isinstance(inputs, Tensor) or inputs.dim() < 2:
+        raise ShapeError("snn_unroll", "inputs must be a (B, T, ...) tensor",
+                         got=getattr(inputs, "shape", type(inputs).__name__),
+                         expected="rank >= 2, batch-first",
+                         hint="convert time-first data with time_to_batch_first(x)")
+    if inputs.shape[TIME_DIM] == 0:
+        raise ShapeError("snn_unroll", "the sequence has no time steps",
+                         got=tuple(inputs.shape), expected="T >= 1",
+                         hint="pass at least one time step")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise ConfigError("snn_unroll", "chunk_size must be a positive int or None",
+                          got=repr(chunk_size), expected="int > 0 or None",
+                          hint="None runs full BPTT")
+    windows = inputs.split(chunk_size, dim=TIME_DIM) if chunk_size else (inputs,)
+    multi_step = getattr(cell_fn, "multi_step", None)
+    state = initial_state
+    spikes: list[Tensor] = []
+    traces: dict[str, list[Tensor]] = {name: [] for name in record}
+    for w, window in enumerate(windows):
+        if w > 0:
+            state = detach_state(state)  # truncated BPTT: cut the graph at the window edge
+        if multi_step is not None:
+            s, state, tr = multi_step(window, state, tuple(record))
+            spikes.append(s)
+            for name in record:
+                traces[name].append(tr[name])
+            continue
+        for x_t in window.unbind(TIME_DIM):
+            s_t, state = cell_fn(x_t, state)
+            spikes.append(s_t.unsqueeze(TIME_DIM))
+            for name in record:
+                traces[name].append(_record_step(state, name).unsqueeze(TIME_DIM))
+    return UnrollResult(
+        torch.cat(spikes, TIME_DIM), state,
+        {name: torch.cat(vals, TIME_DIM) for name, vals in traces.items()},
+    )
