@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
+import torch.utils._pytree as pytree
 from torch import Tensor
 
 from brain_ai.core.axes import TIME_DIM
@@ -26,9 +27,13 @@ __all__ = ["UnrollResult", "snn_unroll"]
 
 
 class UnrollResult(NamedTuple):
-    """``(spikes (B, T, ...), final_state, traces)``; ``traces[name]`` is ``(B, T, ...)``."""
+    """``(spikes (B, T, ...), final_state, traces)``; ``traces[name]`` is ``(B, T, ...)``.
 
-    spikes: Tensor
+    ``spikes`` has the structure the cell returns per step (a tensor, or a tuple/dict of
+    tensors, each stacked along time).
+    """
+
+    spikes: Any
     final_state: Any
     traces: dict[str, Tensor]
 
@@ -52,8 +57,10 @@ def snn_unroll(
     """Unroll ``cell_fn`` over the time axis of ``inputs``.
 
     Args:
-        cell_fn: ``(x_t (B, ...), state) -> (spikes_t (B, ...), state)``; optionally with a
-            ``multi_step`` attribute (fused path over a whole window).
+        cell_fn: ``(x_t (B, ...), state) -> (out_t, state)``; ``out_t`` is the spikes
+            ``(B, ...)`` or any pytree of ``(B, ...)`` tensors (e.g. a whole network's
+            per-layer records). Optionally with a ``multi_step`` attribute (fused path over a
+            whole window, same signature over ``(B, T_window, ...)``).
         inputs: ``(B, T, ...)``, batch-first.
         initial_state: the state before step 0 (any pytree of tensors).
         chunk_size: truncated-BPTT window in steps; ``None`` = full BPTT.
@@ -77,7 +84,7 @@ def snn_unroll(
     windows = inputs.split(chunk_size, dim=TIME_DIM) if chunk_size else (inputs,)
     multi_step = getattr(cell_fn, "multi_step", None)
     state = initial_state
-    spikes: list[Tensor] = []
+    spikes: list[Any] = []
     traces: dict[str, list[Tensor]] = {name: [] for name in record}
     for w, window in enumerate(windows):
         if w > 0:
@@ -90,10 +97,10 @@ def snn_unroll(
             continue
         for x_t in window.unbind(TIME_DIM):
             s_t, state = cell_fn(x_t, state)
-            spikes.append(s_t.unsqueeze(TIME_DIM))
+            spikes.append(pytree.tree_map(lambda t: t.unsqueeze(TIME_DIM), s_t))
             for name in record:
                 traces[name].append(_record_step(state, name).unsqueeze(TIME_DIM))
     return UnrollResult(
-        torch.cat(spikes, TIME_DIM), state,
+        pytree.tree_map(lambda *ts: torch.cat(ts, TIME_DIM), *spikes), state,
         {name: torch.cat(vals, TIME_DIM) for name, vals in traces.items()},
     )
