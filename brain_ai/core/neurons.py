@@ -127,6 +127,8 @@ class SpikingNeuronBase(nn.Module):
             for integrate-and-fire or snnTorch's own clamp.
         graded_spikes_factor: output spikes are ``s · g`` (snnTorch graded spikes).
         alpha: synaptic decay of a current-based synapse (``i = α·i + x``); ``None`` = none.
+        input_gain: input scale ``x ← x·g`` applied before the step (e.g. snnTorch
+            ``Lapicque``'s ``1/(R·C)``); ``None`` = none.
         refractory_steps: steps after a spike during which the membrane is held at
             ``v_reset`` and cannot fire.
         dtype_policy: ``"float32"`` keeps state at least fp32 (even under autocast);
@@ -157,6 +159,7 @@ class SpikingNeuronBase(nn.Module):
         learn_graded_spikes_factor: bool = False,
         alpha: Scalar | None = None,
         learn_alpha: bool = False,
+        input_gain: Scalar | None = None,
         refractory_steps: int = 0,
         dtype_policy: str = "float32",
         chunk_size: int | None = None,
@@ -253,6 +256,10 @@ class SpikingNeuronBase(nn.Module):
             self._register("alpha", a, learn_alpha)
         else:
             self.alpha = None
+        if input_gain is not None:
+            self.register_buffer("input_gain", _tensor(input_gain, "input_gain", where))
+        else:
+            self.input_gain = None
 
     # ---------------------------------------------------------------- parameters
     def _register(self, name: str, value: Tensor, learn: bool) -> None:
@@ -283,8 +290,8 @@ class SpikingNeuronBase(nn.Module):
         )
 
     def prepare_input(self, x: Tensor) -> Tensor:
-        """Hook for input projections (recurrent neuron); identity by default."""
-        return x
+        """Input transform before the step: ``x·input_gain`` if set (subclasses add more)."""
+        return x if self.input_gain is None else x * self.input_gain
 
     # ---------------------------------------------------------------- state lifecycle
     def _state_dtype(self, dtype: torch.dtype) -> torch.dtype:
@@ -545,7 +552,8 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
     """LIF with lateral connections: ``h = β·v + W_in·x + W_rec·s_prev``.
 
     Args:
-        features: number of neurons N (int), or ``(C, H, W)`` with ``recurrent="conv2d"``.
+        features: number of neurons N (int) for ``"linear"``; ``(C, H, W)`` or the channel
+            count ``C`` for ``"conv2d"``; optional for ``"one_to_one"``.
         recurrent: ``"linear"`` (``nn.Linear(N, N)``), ``"one_to_one"`` (``V ⊙ s``) or
             ``"conv2d"`` (``nn.Conv2d(C, C, kernel_size, padding=kernel_size // 2)``).
         bias: bias of the recurrent linear/conv layer (snnTorch has one).
@@ -557,7 +565,7 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
     ``state.prev_spk`` carries the previous output (not detached: BPTT flows through it).
     """
 
-    def __init__(self, features: int | Sequence[int], beta: Scalar | None = 0.9,
+    def __init__(self, features: int | Sequence[int] | None = None, beta: Scalar | None = 0.9,
                  threshold: Scalar = 1.0, *, recurrent: str = "linear", bias: bool = True,
                  V: Scalar = 1.0, learn_recurrent: bool = True,
                  in_features: int | None = None, kernel_size: int = 3,
@@ -574,21 +582,27 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
                                   hint="use recurrent='conv2d' for (C, H, W) features")
             self.recurrent = nn.Linear(features[0], features[0], bias=bias)
         elif recurrent == "conv2d":
-            if len(features) != 3:
-                raise ConfigError(where, "recurrent='conv2d' needs features=(C, H, W)",
-                                  got=features, expected="a 3-tuple",
+            if len(features) not in (1, 3):
+                raise ConfigError(where, "recurrent='conv2d' needs features=(C, H, W) or C",
+                                  got=features, expected="a 3-tuple or an int",
                                   hint="the recurrent conv keeps the channel count")
             c = features[0]
+            if len(features) == 1:
+                self.features = None  # H, W unknown: the mode is read from the state/rank
             self.recurrent = nn.Conv2d(c, c, kernel_size, padding=kernel_size // 2, bias=bias)
         else:
             self.recurrent = _OneToOne(_tensor(V, "V", where), learn_recurrent)
         if not learn_recurrent:
             for prm in self.recurrent.parameters():
                 prm.requires_grad_(False)
+        if in_features is not None and len(features) != 1:
+            raise ConfigError(where, "in_features needs an int feature count", got=features,
+                              expected="features=N", hint="the projection is nn.Linear(in, N)")
         self.input_proj = (None if in_features is None
                            else nn.Linear(in_features, features[0]))
 
     def prepare_input(self, x: Tensor) -> Tensor:
+        x = super().prepare_input(x)
         return x if self.input_proj is None else self.input_proj(x)
 
     def params(self) -> LIFParams:
