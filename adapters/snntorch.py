@@ -285,8 +285,8 @@ def to_snntorch(neuron: SpikingNeuronBase, *, init_hidden: bool = False,
         problems.append(f"v_reset={p.v_reset} (snnTorch resets to 0)")
     if p.detach_reset and p.reset_timing.startswith("compensated"):
         problems.append("detach_reset with a compensated timing")
-    if p.beta_param != "clamp" or p.beta_clamp != (0.0, 1.0) and isinstance(
-            p.beta, nn.Parameter):
+    if p.beta_param != "clamp" or (p.beta_clamp != (0.0, 1.0) and isinstance(
+            p.beta, nn.Parameter)):
         problems.append("a learnable beta with a clamp other than snnTorch's (0, 1)")
     if p.input_gain is not None:
         problems.append("input_gain")
@@ -384,8 +384,8 @@ class SnnTorchNeuron(nn.Module):
             raise ShapeError(
                 where, "pass every state explicitly (this module keeps none)",
                 got=f"{len(states)} state(s)", expected=f"{self.state_names}",
-                hint=f"before the loop: states = neuron.reset_mem(); then "
-                     f"spk, *states = neuron(x, *states)")
+                hint="before the loop: states = neuron.reset_mem(); then "
+                     "spk, *states = neuron(x, *states)")
         if all(s.numel() == 0 for s in states):  # type: ignore[union-attr]
             state = None
         else:

@@ -12,7 +12,17 @@ from typing import Any
 
 from brain_ai.errors import ConfigError
 
-__all__ = ["LossConfig", "SNNConfig"]
+__all__ = [
+    "CodecPreset",
+    "DecodingConfig",
+    "EncodingConfig",
+    "LossConfig",
+    "SNNConfig",
+    "population_classification_preset",
+    "rate_classification_preset",
+    "regression_preset",
+    "ttfs_classification_preset",
+]
 
 _NEURONS = ("lif", "adaptive", "recurrent", "advanced")
 _RESETS = ("subtract", "zero", "none")
@@ -200,3 +210,179 @@ class LossConfig(_DictMixin):
             raise ConfigError("LossConfig.target_rate", "target_rate is outside [0, 1]",
                               got=repr(self.target_rate), expected="0 <= target_rate <= 1",
                               hint="a firing rate is spikes per step, a fraction")
+
+
+def _as_tuple(obj: object, name: str) -> None:
+    """Frozen-dataclass helper: store a list field (e.g. from JSON) as a tuple."""
+    value = getattr(obj, name)
+    if isinstance(value, list):
+        object.__setattr__(obj, name, tuple(value))
+
+
+@dataclass(frozen=True)
+class EncodingConfig(_DictMixin):
+    """Which encoder :func:`brain_ai.core.encoding.build_encoder` builds, and how.
+
+    The first six fields are the seed's table; the rest are the encoders' options (names as in
+    :mod:`brain_ai.core.encoding`; each encoder reads only its own). Cross-field rules (e.g.
+    ``t_max <= num_steps - 1``) are checked by building the encoder once, so the encoder's
+    checks are the only copy of them.
+
+    Attributes:
+        type: ``rate_bernoulli | rate_poisson | rate_deterministic | latency | ttfs |
+            population | delta``.
+        num_steps: ``T`` (delta encodes sequences and ignores it).
+        normalization: ``none | minmax | sigmoid | clamp`` (per sample, before encoding).
+        deterministic_eval: rate/population: deterministic schedule in eval mode.
+        population_size: neurons per feature (population).
+        latency_mapping: ``linear | exponential | log`` (latency/ttfs).
+        seed: private ``torch.Generator`` seed; ``None`` = torch's global RNG.
+        rate_gain, rate_bias: rate: ``p = clamp(gain·x̂ + bias, 0, 1)``.
+        tau, threshold, t_min, t_max, jitter: latency/ttfs timing (``None`` tau / t_max:
+            fit the window / ``T - 1``).
+        population_sigma, population_centers, value_range: population tuning curves.
+        delta_threshold: delta: change that triggers an ON/OFF spike.
+    """
+
+    type: str = "rate_bernoulli"
+    num_steps: int = 25
+    normalization: str = "minmax"
+    deterministic_eval: bool = True
+    population_size: int = 8
+    latency_mapping: str = "exponential"
+    seed: int | None = None
+    rate_gain: float = 1.0
+    rate_bias: float = 0.0
+    tau: float | None = None
+    threshold: float = 0.01
+    t_min: int = 0
+    t_max: int | None = None
+    jitter: float = 0.0
+    population_sigma: float | None = None
+    population_centers: str = "linear"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    delta_threshold: float = 0.1
+
+    def __post_init__(self) -> None:
+        _as_tuple(self, "value_range")
+        _check_choice("EncodingConfig", "type", self.type, _ENCODINGS)
+        _check_choice("EncodingConfig", "normalization", self.normalization, _NORMALIZATIONS)
+        _check_choice("EncodingConfig", "latency_mapping", self.latency_mapping,
+                      _LATENCY_MAPPINGS)
+        _check_positive("EncodingConfig", "num_steps", self.num_steps, integer=True)
+        _check_positive("EncodingConfig", "population_size", self.population_size,
+                        integer=True)
+        if not isinstance(self.deterministic_eval, bool):
+            raise ConfigError("EncodingConfig.deterministic_eval", "must be a bool",
+                              got=repr(self.deterministic_eval), expected="True | False",
+                              hint="True makes inference reproducible")
+        from brain_ai.core.encoding import build_encoder  # lazy: encoding imports config
+
+        build_encoder(self)
+
+
+@dataclass(frozen=True)
+class DecodingConfig(_DictMixin):
+    """Which decoder :func:`brain_ai.core.decoding.build_decoder` builds, and how.
+
+    The first four fields are the seed's table; the rest are decoder options, validated (like
+    :class:`EncodingConfig`) by building the decoder once.
+
+    Attributes:
+        type: ``rate | first_spike | population | membrane | ensemble``.
+        temperature: logits are divided by it (``> 0``).
+        eps: floor before logs / divisions (``> 0``).
+        population_mode: ``classification | regression``.
+        population_size: output neurons per class / per regressed value.
+        value_range: regression: the centers are ``linspace(lo, hi, population_size)``.
+        membrane_reduce: ``last | max`` over time (membrane).
+        ensemble_types: member decoder types (ensemble); ``ensemble_weights``: their weights
+            (``None`` = equal).
+    """
+
+    type: str = "rate"
+    temperature: float = 1.0
+    eps: float = 1e-7
+    population_mode: str = "classification"
+    population_size: int = 8
+    value_range: tuple[float, float] = (0.0, 1.0)
+    membrane_reduce: str = "last"
+    ensemble_types: tuple[str, ...] = ("rate", "first_spike")
+    ensemble_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("value_range", "ensemble_types", "ensemble_weights"):
+            _as_tuple(self, name)
+        _check_choice("DecodingConfig", "type", self.type, _DECODINGS)
+        _check_choice("DecodingConfig", "population_mode", self.population_mode,
+                      _POPULATION_MODES)
+        _check_positive("DecodingConfig", "temperature", self.temperature)
+        _check_positive("DecodingConfig", "eps", self.eps)
+        _check_positive("DecodingConfig", "population_size", self.population_size,
+                        integer=True)
+        for member in self.ensemble_types:
+            _check_choice("DecodingConfig", "ensemble_types", member,
+                          tuple(d for d in _DECODINGS if d != "ensemble"))
+        from brain_ai.core.decoding import build_decoder  # lazy: decoding imports config
+
+        build_decoder(self)
+
+
+@dataclass(frozen=True)
+class CodecPreset:
+    """The three configs of one task setup, as returned by the ``*_preset()`` functions."""
+
+    encoding: EncodingConfig
+    decoding: DecodingConfig
+    loss: LossConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"encoding": {...}, "decoding": {...}, "loss": {...}}``."""
+        return {"encoding": self.encoding.to_dict(), "decoding": self.decoding.to_dict(),
+                "loss": self.loss.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecPreset:
+        """Inverse of :meth:`to_dict`."""
+        if set(data) != {"encoding", "decoding", "loss"}:
+            raise ConfigError("CodecPreset.from_dict", "wrong keys", got=sorted(data),
+                              expected="['decoding', 'encoding', 'loss']",
+                              hint="use the output of CodecPreset.to_dict()")
+        return cls(EncodingConfig.from_dict(data["encoding"]),
+                   DecodingConfig.from_dict(data["decoding"]), LossConfig.from_dict(data["loss"]))
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict` (keys sorted)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CodecPreset:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+def rate_classification_preset() -> CodecPreset:
+    """Bernoulli rate code in, spike counts out, default loss weights."""
+    return CodecPreset(EncodingConfig(), DecodingConfig(), LossConfig())
+
+
+def ttfs_classification_preset() -> CodecPreset:
+    """Strict TTFS in, earliest output spike wins; rate target ``1/T`` (one spike per window)."""
+    enc = EncodingConfig(type="ttfs")
+    return CodecPreset(enc, DecodingConfig(type="first_spike"),
+                       LossConfig(target_rate=1.0 / enc.num_steps))
+
+
+def population_classification_preset() -> CodecPreset:
+    """Gaussian population code in, class = group of ``population_size`` outputs with most spikes."""
+    return CodecPreset(EncodingConfig(type="population"), DecodingConfig(type="population"),
+                       LossConfig())
+
+
+def regression_preset() -> CodecPreset:
+    """Population code in (inputs clamped to [0, 1], no per-sample minmax, which would erase a
+    single feature), population-vector regression out; no classification loss
+    (``w_probspikes=0``)."""
+    return CodecPreset(EncodingConfig(type="population", normalization="clamp"),
+                       DecodingConfig(type="population", population_mode="regression"),
+                       LossConfig(w_probspikes=0.0))
