@@ -374,7 +374,7 @@ def ttfs_classification_preset() -> CodecPreset:
 
 
 def population_classification_preset() -> CodecPreset:
-    """Gaussian population code in, class = group of ``population_size`` outputs with most spikes."""
+    """Gaussian population code in; the class is the output group with the most spikes."""
     return CodecPreset(EncodingConfig(type="population"), DecodingConfig(type="population"),
                        LossConfig())
 
