@@ -50,7 +50,9 @@ from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
 
 __all__ = [
     "NEURON_RULES",
+    "PARAM_NAMES",
     "SnnTorchNeuron",
+    "brain_ai_param_name",
     "from_snntorch",
     "from_snntorch_surrogate",
     "migrate",
@@ -82,6 +84,16 @@ NEURON_RULES: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "RSynaptic": (("spk", "syn", "mem"), True, True),
 }
 _STATE_FIELD = {"mem": "v", "syn": "i", "spk": "prev_spk"}
+# snnTorch parameter names that differ from brain_ai's (RLeaky/RSynaptic register the
+# one-to-one weight on the neuron itself; brain_ai keeps it in its recurrent module)
+PARAM_NAMES = {"V": "recurrent.V"}
+
+
+def brain_ai_param_name(snntorch_name: str) -> str:
+    """The brain_ai parameter name of an snnTorch neuron parameter."""
+    head, _, leaf = snntorch_name.rpartition(".")
+    mapped = PARAM_NAMES.get(leaf, leaf)
+    return f"{head}.{mapped}" if head else mapped
 
 
 def reset_timing_for(kind: str, reset: str, reset_delay: bool) -> str:

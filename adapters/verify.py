@@ -102,8 +102,9 @@ def _weights(shape: torch.Size, gen: torch.Generator) -> Tensor:
     return torch.randn(shape, generator=gen)
 
 
-def _param_grads(model: nn.Module) -> dict[str, Tensor | None]:
-    return {name.replace(".neuron.", ".").removesuffix(".neuron"): p.grad
+def _param_grads(model: nn.Module, rename: Callable[[str], str] = str
+                 ) -> dict[str, Tensor | None]:
+    return {rename(name.replace(".neuron.", ".")): p.grad
             for name, p in model.named_parameters()}
 
 
@@ -180,7 +181,10 @@ def verify_migration(original: nn.Module, migrated: nn.Module, inputs: Tensor, *
         loss_o.backward()
         loss_m.backward()  # type: ignore[union-attr]
         grads["input"] = max_rel_diff(x_m.grad, x_o.grad) if x_o.grad is not None else 0.0
-        g_o, g_m = _param_grads(original), _param_grads(migrated)
+        from brain_ai.adapters.snntorch import brain_ai_param_name
+
+        g_o = _param_grads(original, brain_ai_param_name)
+        g_m = _param_grads(migrated)
         for name, go in g_o.items():
             gm = g_m.get(name)
             if go is None and gm is None:
