@@ -185,23 +185,23 @@ def _register_to(name: str, build: Callable[[int], SpikingNeuronBase],
 _PEER_RULES: dict[str, Any] = dict(beta_clamp=(0.0, 1.0), learn_beta=True, learn_threshold=True)
 _register_to("Leaky/delayed-subtract",
              lambda s: LIFNeuron(beta=_per_neuron(s, 0.6, 0.95), reset_timing="delayed",
-                                 **_PEER_RULES), -0.1, 0.45)
+                                 **_PEER_RULES), -0.1, 0.7)
 _register_to("Leaky/immediate-zero",
              lambda s: LIFNeuron(beta=_per_neuron(s, 0.6, 0.95), reset="zero",
-                                 surrogate=sg.FastSigmoid(), **_PEER_RULES), -0.1, 0.45)
+                                 surrogate=sg.FastSigmoid(), **_PEER_RULES), -0.1, 0.7)
 _register_to("Leaky/compensated-subtract-graded",
              lambda s: LIFNeuron(beta=0.8, reset_timing="compensated",
-                                 graded_spikes_factor=0.5, **_PEER_RULES), -0.1, 0.45)
+                                 graded_spikes_factor=0.5, **_PEER_RULES), -0.1, 0.7)
 _register_to("Synaptic/delayed-zero",
              lambda s: LIFNeuron(beta=0.9, alpha=0.7, reset="zero", reset_timing="delayed",
-                                 **_PEER_RULES), -0.25, 0.25)
+                                 **_PEER_RULES), -0.1, 0.35)
 _register_to("RLeaky/compensated-subtract",
              lambda s: RecurrentLIFNeuron(N, beta=0.85, reset_timing="compensated",
                                           **_PEER_RULES), -0.15, 0.4)
 _register_to("RSynaptic/delayed-subtract",
              lambda s: RecurrentLIFNeuron(N, beta=0.85, alpha=0.6, reset_timing="delayed",
                                           recurrent="one_to_one", V=0.3, **_PEER_RULES),
-             -0.25, 0.2)
+             -0.2, 0.15)
 
 
 # ---------------------------------------------------------------- guards
@@ -275,7 +275,7 @@ def _register_model(name: str, factory: Callable[[], nn.Module],
 
 
 _register_model("tutorial-mlp", tutorial_mlp,
-                lambda s: _input(s, (100, 8, 784), 0.0, 0.5))
+                lambda s: _input(s, (100, 8, 784), 0.0, 1.0))
 _register_model("tutorial-recurrent", tutorial_recurrent,
                 lambda s: _input(s, (100, 8, 40), 0.0, 1.5))
 _register_model("tutorial-conv-init_hidden", tutorial_conv,
