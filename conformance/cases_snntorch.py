@@ -201,7 +201,7 @@ _register_to("RLeaky/compensated-subtract",
 _register_to("RSynaptic/delayed-subtract",
              lambda s: RecurrentLIFNeuron(N, beta=0.85, alpha=0.6, reset_timing="delayed",
                                           recurrent="one_to_one", V=0.3, **_PEER_RULES),
-             -0.2, 0.15)
+             -0.1, 0.2)
 
 
 # ---------------------------------------------------------------- guards
