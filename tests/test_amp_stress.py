@@ -1,0 +1,36 @@
+"""``brain-ai amp-stress`` on a tiny setting: every row passes and the table is printed."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from brain_ai import amp_stress
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    amp_stress.add_arguments(parser)
+    return parser.parse_args(["--device", "cpu", "--batch", "2", "--steps", "12", *argv])
+
+
+def test_amp_stress_tiny_run_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert amp_stress.run(_args()) == 0
+    out = capsys.readouterr().out
+    assert "ProbSpikes" in out and "rate_bernoulli" in out and "ensemble" in out
+    assert "FAIL" not in out
+
+
+def test_amp_stress_catches_a_loss_that_scales_with_t() -> None:
+    """count_cross_entropy on raw counts is not T-invariant: the ratio check would flag it."""
+    rows = amp_stress.stress(_args("--only", "losses"))
+    by_name = {r.name: r for r in rows}
+    assert by_name["ProbSpikes"].t_ratio == 1.0
+    assert by_name["l1_rate_sparsity"].t_ratio == 2.0  # lam * total count: exactly doubles
+    assert by_name["l1_rate_sparsity"].t_inv == "n/a"
+    assert all(r.out_dtype == "float32" and r.grad == "finite" for r in rows)
+
+
+def test_amp_stress_rejects_bad_sizes() -> None:
+    assert amp_stress.run(_args("--steps", "4")) == 2
