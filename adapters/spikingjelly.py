@@ -18,7 +18,7 @@ SpikingJelly                               brain_ai ``LIFNeuron``
 ``HalfThresholdIFNode(v_threshold=θ)``     ``charge="beta"``, ``beta=1``, subtract, ``v_reset=θ/2``
 ``LIFNode(tau, decay_input=True)``         ``charge="tau_input"``, ``tau``
 ``LIFNode(tau, decay_input=False)``        ``charge="tau"``, ``tau``
-``ParametricLIFNode(decay_input=True)``    ``charge="rate_input"``, ``w`` copied (``q = sigmoid(w)``)
+``ParametricLIFNode(decay_input=True)``    ``charge="rate_input"``, ``w`` copied (``q=sigmoid(w)``)
 ``ParametricLIFNode(decay_input=False)``   ``charge="rate"``, ``w`` copied
 ``CUBALIFNode(c_decay, v_decay)``          ``charge="beta"``, ``beta=v_decay``, ``alpha=c_decay``
 ``v_threshold``                            ``threshold``
@@ -48,7 +48,6 @@ adaptation, recurrence, delays, refractory periods, graded spikes).
 from __future__ import annotations
 
 import copy
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -57,8 +56,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff
 from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
-from brain_ai.core.mappings import tau_from_plif_w
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
 from brain_ai.core.state import SpikingState
@@ -224,10 +223,8 @@ def surrogate_from_spikingjelly(sg: nn.Module | None) -> Surrogate:
     where = "surrogate_from_spikingjelly"
     if sg is None:
         return Sigmoid(4.0)
-    for sj_cls, ba_cls in SURROGATE_TABLE:
-        if type(sg) is sj_cls:
-            break
-    else:
+    ba_cls = dict(SURROGATE_TABLE).get(type(sg))
+    if ba_cls is None:
         raise ConversionError(
             where, f"SpikingJelly surrogate {type(sg).__name__} has no brain_ai counterpart",
             got=type(sg).__name__, expected=_SUPPORTED_SURROGATES,
@@ -311,8 +308,8 @@ def from_spikingjelly(node: nn.Module) -> LIFNeuron:
             raise ConversionError(where, "ParametricLIFNode.w must be a 0-dim tensor",
                                   got=getattr(w, "shape", w), expected="shape ()",
                                   hint="SJ shares one w across the layer")
-        kwargs.update(tau=float(tau_from_plif_w(float(w.detach()))) if math.isfinite(
-            float(w.detach())) else 2.0, learn_tau=bool(w.requires_grad))
+        # placeholder τ; w itself is copied below
+        kwargs.update(tau=2.0, learn_tau=bool(w.requires_grad))
     else:  # CUBALIF: v' = v·v_decay + c',  c' = c·c_decay + x
         beta = _scalar(where, rule.leak, getattr(node, rule.leak))
         alpha = _scalar(where, rule.synapse or "", getattr(node, rule.synapse or ""))
@@ -900,7 +897,7 @@ def verify_spikingjelly_migration(
         v_ba = batch_to_time_first(res.membrane[ba_name])
         layers.append(LayerComparison(
             name, int((s_sj.detach() != s_ba.detach()).sum()),
-            _max_abs(v_sj, v_ba), float(s_sj.detach().float().mean())))
+            max_abs_diff(v_sj, v_ba), float(s_sj.detach().float().mean())))
         if grads:
             gs, gv = weights(s_sj), weights(v_sj)
             loss_sj = loss_sj + (s_sj * gs).sum() + (v_sj * gv).sum()
@@ -924,23 +921,5 @@ def verify_spikingjelly_migration(
         for (pname, a, _), ga, gb in zip(pairs, g_sj, g_ba, strict=True):
             ga = torch.zeros_like(a) if ga is None else ga
             gb = torch.zeros_like(a) if gb is None else gb
-            grad_rel[pname] = _max_rel(gb, ga)
-    return MigrationReport(layers, _max_abs(out_sj, out_ba), grad_rel)
-
-
-def _max_abs(a: Tensor, b: Tensor) -> float:
-    if a.shape != b.shape:
-        return math.inf
-    if a.numel() == 0:
-        return 0.0
-    return float((a.detach().double() - b.detach().double()).abs().max())
-
-
-def _max_rel(ours: Tensor, ref: Tensor) -> float:
-    """``max |ours - ref| / max(|ref|_inf, tiny)`` (the conformance ``grad`` metric)."""
-    if ours.shape != ref.shape:
-        return math.inf
-    if ref.numel() == 0:
-        return 0.0
-    scale = max(float(ref.detach().double().abs().max()), 1e-30)
-    return float((ours.detach().double() - ref.detach().double()).abs().max()) / scale
+            grad_rel[pname] = max_rel_diff(gb, ga)
+    return MigrationReport(layers, max_abs_diff(out_sj, out_ba), grad_rel)

@@ -144,14 +144,14 @@ def _check_choice(where: str, name: str, value: object, options: tuple[str, ...]
 
 def _check_positive(where: str, name: str, value: object, *, integer: bool = False,
                     allow_zero: bool = False) -> None:
-    kind = "int" if integer else "number"
+    kind = "an int" if integer else "a number"
     ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float)))
     ok_type = ok_type and not isinstance(value, bool)
     bound = ">= 0" if allow_zero else "> 0"
     if not ok_type or not (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
-        raise ConfigError(f"{where}.{name}", f"{name} must be a {kind} {bound}",
-                          got=repr(value), expected=f"a {kind} {bound}",
-                          hint=f"set {name} to a {kind} {bound}")
+        raise ConfigError(f"{where}.{name}", f"{name} must be {kind} {bound}",
+                          got=repr(value), expected=f"{kind} {bound}",
+                          hint=f"set {name} to {kind} {bound}")
 
 
 class _DictMixin:

@@ -21,10 +21,10 @@ from typing import Any
 
 import snntorch.functional as SF
 import torch
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad
-from brain_ai.conformance.registry import Case, register
 from torch import Tensor
 
+from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad
+from brain_ai.conformance.registry import Case, register
 from brain_ai.core import losses as L
 from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 

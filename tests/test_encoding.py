@@ -310,6 +310,17 @@ def test_build_encoder(kind: str, cls: type) -> None:
         assert enc.mode == kind.removeprefix("rate_")
 
 
+@pytest.mark.parametrize("kind", TYPES)
+def test_every_encoder_is_autocast_invariant(kind: str) -> None:
+    """Sampling and timing run in fp32: bf16 autocast changes no spike."""
+    x = torch.rand((3, 5, 4) if kind == "delta" else (3, 4),
+                   generator=torch.Generator().manual_seed(0))
+    ref = build_encoder(EncodingConfig(type=kind, num_steps=6, seed=0))(x).spikes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = build_encoder(EncodingConfig(type=kind, num_steps=6, seed=0))(x).spikes
+    assert_close(amp, ref, **EXACT)
+
+
 @settings(max_examples=40, deadline=None)
 @given(kind=st.sampled_from(TYPES), b=st.integers(1, 3), n=st.integers(1, 4),
        steps=st.integers(1, 6), seed=st.integers(0, 2**16), train=st.booleans())

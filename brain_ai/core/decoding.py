@@ -9,16 +9,16 @@ For classification decoders, ``prediction = logits_proxy.argmax(-1)`` (ties -> l
 and ``confidence = softmax(logits_proxy)`` at the prediction; ``aux["margin"]`` is the gap
 between the two largest logits.
 
-=============  ======================================  ======================================
-type           decoder                                 logits_proxy ``(B, C)``
-=============  ======================================  ======================================
-``rate``       :class:`RateDecoder`                    ``counts / temperature``
-``first_spike``  :class:`FirstSpikeDecoder`            ``-t_first / T / temperature``
-``population``  :class:`PopulationDecoder`             group counts / temperature, or the
-                                                       regressed values
-``membrane``   :class:`MembraneDecoder`                ``membrane[:, -1]`` or ``max_t`` / temp.
-``ensemble``   :class:`EnsembleDecoder`                ``log`` of the weighted mean softmax
-=============  ======================================  ======================================
+===============  ============================  =========================================
+type             decoder                       logits_proxy ``(B, C)``
+===============  ============================  =========================================
+``rate``         :class:`RateDecoder`          ``counts / temperature``
+``first_spike``  :class:`FirstSpikeDecoder`    ``-t_first / T / temperature``
+``population``   :class:`PopulationDecoder`    group counts / temperature, or the
+                                               regressed values
+``membrane``     :class:`MembraneDecoder`      ``membrane[:, -1]`` or ``max_t``, / temp.
+``ensemble``     :class:`EnsembleDecoder`      ``log`` of the weighted mean softmax
+===============  ============================  =========================================
 
 Peer mapping (proved exact in ``conformance/cases_codecs.py``): snnTorch
 ``functional.acc.accuracy_rate(spk_tf, y)`` = mean(``RateDecoder`` prediction == y);

@@ -188,7 +188,7 @@ def integrate_and_fire_train(p: Tensor, num_steps: int, threshold: float = 1.0) 
     .. math:: v_t = v_{t-1} + p,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow v_t - s_t\theta
 
     with ``v_{-1} = 0``; over ``T`` steps it emits ``floor(T p / θ)`` spikes (up to float
-    rounding), evenly spaced. ``θ = 0.999`` reproduces SpingJelly's
+    rounding), evenly spaced. ``θ = 0.999`` reproduces SpikingJelly's
     ``PopSpikeEncoderDeterministic`` exactly (same operations, same order).
 
     Args:
@@ -466,7 +466,7 @@ class LatencyEncoder(_Encoder):
         span = self.t_max - self.t_min
         if self.mapping == "linear":
             return r * span / 1 + self.t_min
-        return r * span / self._raw_time(torch.zeros((), device=x.device)) + self.t_min
+        return r * span / self._raw_time(x.new_zeros(())) + self.t_min
 
     def forward(self, x: Tensor, *, generator: torch.Generator | None = None) -> SpikeBatch:
         """Encode ``x`` ``(B, *features)`` into ``spikes`` ``(B, T, *features)``.

@@ -280,7 +280,8 @@ class ProbSpikes(LossTerm):
     Counts accumulate in float32, the softmax is a float32 ``log_softmax``, and the clamp is
     applied in log space (``log p >= log eps``, i.e. ``p`` clamped to ``eps`` before the log).
     With ``normalize=False, eps=0.0, temperature=1.0`` this is exactly snnTorch's
-    ``ce_count_loss`` (conformance case ``brain_ai/loss/probspikes_vs_ce_count``).
+    ``ce_count_loss`` (conformance case ``snntorch/loss/probspikes_raw_vs_ce_count``; the default
+    differs, guard ``snntorch/loss/probspikes_default_vs_ce_count``).
 
     Args:
         temperature: divides the logits before the softmax (> 0).
@@ -701,7 +702,8 @@ class SNNLossComposer:
         """The seed's default pack from a :class:`~brain_ai.config.LossConfig`.
 
         ``probspikes`` (temperature ``probspikes_temperature``, counts normalized by ``T``),
-        ``rate_reg`` (``target_rate``), ``temporal`` (defaults), ``isi``
+        ``rate_reg`` (``target_rate``), ``temporal`` (defaults: window 5, so records need
+        ``T >= 6``), ``isi``
         (``isi_refractory_window``) and ``membrane`` (defaults), weighted by
         ``w_probspikes``, ``w_rate``, ``w_temporal``, ``w_isi``, ``w_membrane``. Terms whose
         weight is 0 are left out (so ``w_membrane=0`` means no membrane record is needed).

@@ -17,18 +17,42 @@ Two execution orders give the same numbers in exact arithmetic:
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
+from brain_ai.config import SNNConfig
 from brain_ai.core.axes import TIME_DIM
-from brain_ai.core.neurons import SpikingNeuronBase
+from brain_ai.core.neurons import (
+    AdaptiveLIFNeuron,
+    AdvancedLIFNeuron,
+    LIFNeuron,
+    RecurrentLIFNeuron,
+    SpikingNeuronBase,
+)
 from brain_ai.core.state import SpikingState
+from brain_ai.core.surrogates import surrogate_from_name
 from brain_ai.core.unroll import snn_unroll
-from brain_ai.errors import ShapeError
+from brain_ai.errors import ConfigError, ShapeError
 
-__all__ = ["NetworkOutput", "SpikingSequential", "fold_time"]
+if TYPE_CHECKING:
+    from brain_ai.core.losses import SNNMetrics
+
+__all__ = [
+    "ConvSNN",
+    "NetworkOutput",
+    "ProbedOutput",
+    "SNNCore",
+    "SpikingSequential",
+    "fold_time",
+    "network_probes",
+    "neuron_from_config",
+]
 
 NetState = tuple[SpikingState | None, ...]
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -59,14 +59,20 @@ __all__ = [
 class _SpikeFn(torch.autograd.Function):
     """Heaviside forward, surrogate backward. ``inclusive`` selects ``>=`` over ``>``."""
 
+    generate_vmap_rule = True  # works under torch.func.vmap / grad as well
+
     @staticmethod
-    def forward(ctx, x: Tensor, surrogate: Surrogate, inclusive: bool) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.surrogate = surrogate
+    def forward(x: Tensor, surrogate: Surrogate, inclusive: bool) -> Tensor:  # type: ignore[override]
         return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, surrogate, _ = inputs
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return ctx.surrogate.backward(x, grad_output), None, None
 
