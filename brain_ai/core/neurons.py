@@ -134,6 +134,9 @@ class SpikingNeuronBase(nn.Module):
         dtype_policy: ``"float32"`` keeps state at least fp32 (even under autocast);
             ``"input"`` keeps the input dtype (SpikingJelly's behaviour).
         chunk_size: default truncated-BPTT window of sequence calls (``None`` = full BPTT).
+        backend: ``"native"``, ``"snntorch"`` or ``"spikingjelly"`` (the step runs on the
+            peer's implementation, sharing this module's parameters; see
+            :mod:`brain_ai.backends`); ``None`` follows the global default.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class SpikingNeuronBase(nn.Module):
         refractory_steps: int = 0,
         dtype_policy: str = "float32",
         chunk_size: int | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         where = f"{type(self).__name__}"
@@ -174,6 +178,9 @@ class SpikingNeuronBase(nn.Module):
         rules.check_rule(where, "comparator", comparator, rules.ALLOWED["comparator"])
         rules.check_rule(where, "beta_param", beta_param, ("clamp", "sigmoid"))
         rules.check_rule(where, "dtype_policy", dtype_policy, ("float32", "input"))
+        if backend is not None:
+            rules.check_rule(where, "backend", backend, ("native", "snntorch", "spikingjelly"))
+        self.backend = backend
         if surrogate is None:
             surrogate = ATan()
         if not isinstance(surrogate, Surrogate):
@@ -289,6 +296,15 @@ class SpikingNeuronBase(nn.Module):
             refractory_steps=self.refractory_steps, graded=self.graded_spikes_factor,
         )
 
+    def cell(self) -> Any:
+        """``(x_t, state) -> (spikes, state)`` on this neuron's backend, for one call."""
+        from brain_ai.backends import get_default_backend, peer_cell
+
+        backend = self.backend or get_default_backend()
+        if backend == "native":
+            return _Cell(self.params())
+        return peer_cell(self, backend)
+
     def prepare_input(self, x: Tensor) -> Tensor:
         """Input transform before the step: ``x·input_gain`` if set (subclasses add more)."""
         return x if self.input_gain is None else x * self.input_gain
@@ -400,7 +416,7 @@ class SpikingNeuronBase(nn.Module):
             state = self.reset_state(x.shape[0], tuple(x.shape[1:]), x.device, x.dtype)
         else:
             self._check_state(f"{type(self).__name__}.step", state, x.shape, x)
-        return lif_step(x, state, self.params())
+        return self.cell()(x, state)  # type: ignore[no-any-return]
 
     def sequence(
         self,
@@ -425,7 +441,7 @@ class SpikingNeuronBase(nn.Module):
         else:
             self._check_state(where, state, step_shape, x)
         chunk = chunk_size if chunk_size is not None else self.chunk_size
-        spikes, final, traces = snn_unroll(_Cell(self.params()), x, state, chunk, record)
+        spikes, final, traces = snn_unroll(self.cell(), x, state, chunk, record)
         return spikes, final, traces
 
     def forward(

@@ -1,0 +1,129 @@
+"""Backends: run a brain_ai neuron on its native step or on a peer's implementation.
+
+The module, its parameters and the explicit state stay brain_ai's; only the engine of the
+step changes. The peer module is built once per neuron and *shares* the neuron's parameter
+tensors, so gradients land on the brain_ai parameters. Peer modules keep state on
+themselves; it is cleared after every call, so no hidden state survives.
+
+Choose per neuron (``LIFNeuron(..., backend="snntorch")``), per block of code
+(``with use_backend("snntorch"): ...``) or globally (:func:`set_default_backend`). A neuron
+whose rules the peer cannot reproduce raises :class:`~brain_ai.errors.ConversionError` with
+the reason (the same checks as the adapters' ``to_snntorch`` / ``to_spikingjelly``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+from brain_ai.core import rules
+from brain_ai.core.state import SpikingState
+
+if TYPE_CHECKING:
+    from brain_ai.core.neurons import SpikingNeuronBase
+
+__all__ = ["BACKENDS", "get_default_backend", "peer_cell", "set_default_backend",
+           "use_backend"]
+
+BACKENDS = ("native", "snntorch", "spikingjelly")
+_default = ["native"]
+
+
+def set_default_backend(name: str) -> None:
+    """Backend of neurons constructed with ``backend=None`` (the default)."""
+    rules.check_rule("set_default_backend", "backend", name, BACKENDS)
+    _default[0] = name
+
+
+def get_default_backend() -> str:
+    return _default[0]
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Temporarily change the default backend."""
+    rules.check_rule("use_backend", "backend", name, BACKENDS)
+    old = _default[0]
+    _default[0] = name
+    try:
+        yield
+    finally:
+        _default[0] = old
+
+
+_SHARED = ("beta", "threshold", "graded_spikes_factor", "alpha")
+
+
+def _share(peer: nn.Module, neuron: nn.Module) -> None:
+    """Point the peer's parameters at the neuron's own tensors (no copies)."""
+    for name in _SHARED:
+        mine = getattr(neuron, name, None)
+        if mine is None or not hasattr(peer, name):
+            continue
+        if isinstance(mine, nn.Parameter):
+            peer._buffers.pop(name, None)
+            peer._parameters[name] = mine
+        else:
+            peer._parameters.pop(name, None)
+            peer._buffers[name] = mine
+    if hasattr(neuron, "recurrent") and hasattr(peer, "recurrent"):
+        peer.recurrent = neuron.recurrent
+
+
+class _SnnTorchCell:
+    """One step on an snnTorch neuron, state passed explicitly and cleared afterwards."""
+
+    def __init__(self, neuron: SpikingNeuronBase) -> None:
+        from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
+
+        cache = neuron.__dict__.setdefault("_peer_modules", {})
+        if "snntorch" not in cache:
+            cache["snntorch"] = to_snntorch(neuron)
+        self.peer = cache["snntorch"]
+        _share(self.peer, neuron)
+        self.names = NEURON_RULES[type(self.peer).__name__][0]
+
+    def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
+        field = {"mem": state.v, "syn": state.i, "spk": state.prev_spk}
+        try:
+            out = self.peer(x, *(field[n] for n in self.names))
+        finally:
+            self.peer.reset_mem()
+        by_name = dict(zip([n for n in self.names if n != "spk"], out[1:], strict=True))
+        return out[0], SpikingState(v=by_name["mem"], i=by_name.get("syn"),
+                                    prev_spk=out[0] if "spk" in self.names else None)
+
+
+class _SpikingJellyCell:
+    """One step on a SpikingJelly node (single-step mode), ``v`` passed explicitly."""
+
+    def __init__(self, neuron: SpikingNeuronBase) -> None:
+        from brain_ai.adapters.spikingjelly import to_spikingjelly
+
+        cache = neuron.__dict__.setdefault("_peer_modules", {})
+        if "spikingjelly" not in cache:
+            cache["spikingjelly"] = to_spikingjelly(neuron)
+        self.peer = cache["spikingjelly"]
+        self.peer.step_mode = "s"
+        if hasattr(self.peer, "w") and hasattr(neuron, "w"):
+            self.peer._parameters["w"] = neuron.w
+
+    def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
+        self.peer.v = state.v
+        try:
+            s = self.peer(x)
+            v = self.peer.v
+        finally:
+            self.peer.reset()
+        return s, SpikingState(v=v)
+
+
+def peer_cell(neuron: SpikingNeuronBase, backend: str) -> Any:
+    """A ``(x_t, state) -> (spikes, state)`` cell running ``neuron`` on ``backend``."""
+    rules.check_rule(f"{type(neuron).__name__}", "backend", backend, BACKENDS)
+    if backend == "snntorch":
+        return _SnnTorchCell(neuron)
+    return _SpikingJellyCell(neuron)
