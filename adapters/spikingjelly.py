@@ -862,19 +862,24 @@ def verify_spikingjelly_migration(
     Raises:
         ConversionError: the neuron layers or parameters of the two models do not pair up.
     """
+    buffers = [(b, b.detach().clone()) for mod in (original, migrated) for b in mod.buffers()]
+    try:
+        return _verify(original, migrated, x_time_first, grads, seed)
+    finally:  # forward passes in train mode update BatchNorm statistics: put them back
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _verify(original: nn.Module, migrated: SpikingSequential, x_time_first: Tensor,
+            grads: bool, seed: int) -> MigrationReport:
     where = "verify_spikingjelly_migration"
     multi_step = bool(migrated.fold_time)
-    buffers = [(b, b.detach().clone()) for mod in (original, migrated) for b in mod.buffers()]
     x_sj = x_time_first.detach().clone().requires_grad_(grads)
     x_ba = x_time_first.detach().clone().requires_grad_(grads)
-    try:
-        _reset_all(original)
-        out_sj, rec_sj = _run_sj_model(original, x_sj, multi_step)
-        res = migrated(time_to_batch_first(x_ba), return_details=True)
-    finally:
-        for b, saved in buffers:
-            with torch.no_grad():
-                b.copy_(saved)
+    _reset_all(original)
+    out_sj, rec_sj = _run_sj_model(original, x_sj, multi_step)
+    res = migrated(time_to_batch_first(x_ba), return_details=True)
     names = [n for n, _ in _neuron_nodes(original)]
     ba_names = list(res.spikes)
     if len(names) != len(ba_names):

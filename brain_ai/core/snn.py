@@ -17,17 +17,17 @@ Two execution orders give the same numbers in exact arithmetic:
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
 from brain_ai.core.axes import TIME_DIM
+from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, compute_snn_metrics
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
     AdvancedLIFNeuron,
@@ -39,9 +39,6 @@ from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import surrogate_from_name
 from brain_ai.core.unroll import snn_unroll
 from brain_ai.errors import ConfigError, ShapeError
-
-if TYPE_CHECKING:
-    from brain_ai.core.losses import SNNMetrics
 
 __all__ = [
     "ConvSNN",
@@ -161,3 +158,291 @@ class SpikingSequential(nn.Sequential):
             else:
                 x = fold_time(layer, x)
         return x, tuple(states), spikes, membrane
+
+
+# ----------------------------------------------------------------------------------------
+# architectures (seed 000): SNNCore (MLP) and ConvSNN, both SpikingSequential
+# ----------------------------------------------------------------------------------------
+
+
+def network_probes(net: nn.Module, out: NetworkOutput) -> dict[str, SNNMetrics]:
+    """Seed-000 debug probes of every neuron layer of ``out`` (one forward of ``net``).
+
+    Computed by :func:`brain_ai.core.losses.compute_snn_metrics` (float32, no gradient) from
+    the recorded ``(B, T, ...)`` spikes and membranes; the ``membrane_mean`` health check uses
+    the layer's threshold (its mean when per-neuron).
+
+    Args:
+        net: the network that produced ``out`` (its neuron layers give the thresholds).
+        out: :class:`NetworkOutput` of ``net(x, return_details=True)``.
+    Returns:
+        ``{layer name: SNNMetrics}`` in layer order.
+    """
+    modules = dict(net.named_children())
+    probes: dict[str, SNNMetrics] = {}
+    for name, spikes in out.spikes.items():
+        layer = modules.get(name)
+        threshold = 1.0
+        if isinstance(layer, SpikingNeuronBase):
+            threshold = float(layer.threshold.detach().float().mean())
+        probes[name] = compute_snn_metrics(spikes, out.membrane.get(name), threshold=threshold)
+    return probes
+
+
+@dataclass(eq=False)
+class ProbedOutput(NetworkOutput):
+    """``forward(..., return_details=True)`` of :class:`SNNCore` / :class:`ConvSNN`.
+
+    A :class:`NetworkOutput` (output, state, per-layer spikes and membranes ``(B, T, ...)``)
+    plus the seed-000 probes of every neuron layer.
+
+    Attributes:
+        probes: ``{layer name: SNNMetrics}`` (firing_rate, membrane_mean, membrane_var,
+            spike_sparsity, dead_neuron_frac, saturated_neuron_frac; ``.healthy()`` gives the
+            per-probe verdicts against :attr:`HEALTHY_RANGES`).
+    """
+
+    probes: dict[str, SNNMetrics] = field(default_factory=dict)
+
+    #: The seed's healthy ranges, ``(low, high)``: :data:`brain_ai.core.losses.HEALTHY_RANGES`.
+    HEALTHY_RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = HEALTHY_RANGES
+
+    def unhealthy(self) -> dict[str, list[str]]:
+        """``{layer: [probe names outside their healthy range]}``, healthy layers omitted."""
+        return {name: bad for name, m in self.probes.items()
+                if (bad := [k for k, ok in m.healthy().items() if not ok])}
+
+
+_NEURON_CLASSES: dict[str, type[SpikingNeuronBase]] = {
+    "lif": LIFNeuron,
+    "adaptive": AdaptiveLIFNeuron,
+    "recurrent": RecurrentLIFNeuron,
+    "advanced": AdvancedLIFNeuron,
+}
+
+
+def neuron_from_config(config: SNNConfig, features: int | Sequence[int]) -> SpikingNeuronBase:
+    """Build the neuron that ``config.neuron`` names, for ``features`` per sample.
+
+    Every neuron field of :class:`SNNConfig` maps onto the neuron argument of the same name;
+    ``surrogate`` / ``surrogate_scale`` go through
+    :func:`~brain_ai.core.surrogates.surrogate_from_name`. ``"advanced"`` learns its own
+    per-neuron τ, so it ignores ``beta``, ``learn_beta`` and ``beta_param``; ``"recurrent"``
+    on ``(C, H, W)`` features uses a ``conv2d`` recurrence.
+
+    Args:
+        config: the network configuration.
+        features: ``N`` or ``(C, H, W)``.
+    """
+    if not isinstance(config, SNNConfig):
+        raise ConfigError("neuron_from_config", "config must be an SNNConfig",
+                          got=type(config).__name__, expected="SNNConfig",
+                          hint="build one with brain_ai.config.SNNConfig(...)")
+    kwargs: dict[str, Any] = dict(
+        threshold=config.threshold, v_reset=config.v_reset, reset=config.reset,
+        reset_timing=config.reset_timing, comparator=config.comparator,
+        detach_reset=config.detach_reset,
+        surrogate=surrogate_from_name(config.surrogate, config.surrogate_scale),
+        learn_threshold=config.learn_threshold, alpha=config.alpha,
+        refractory_steps=config.refractory_steps, dtype_policy=config.dtype_policy,
+    )
+    if config.neuron != "advanced":
+        kwargs.update(beta=config.beta, learn_beta=config.learn_beta,
+                      beta_param=config.beta_param)
+    shape = (features,) if isinstance(features, int) else tuple(features)
+    if config.neuron == "recurrent" and len(shape) == 3:
+        kwargs["recurrent"] = "conv2d"
+    return _NEURON_CLASSES[config.neuron](features=shape, **kwargs)
+
+
+def _positive_int(where: str, name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(where, f"{name} must be a positive int", got=repr(value),
+                          expected="an int > 0", hint=f"set {name} to a positive integer")
+    return value
+
+
+class _ProbedSequential(SpikingSequential):
+    """:class:`SpikingSequential` whose detailed forward also returns the debug probes."""
+
+    def forward(self, x: Tensor, state: NetState | None = None,
+                return_details: bool = False) -> Any:
+        """``x`` ``(B, T, ...)`` -> ``(output (B, T, ...), state)``, or :class:`ProbedOutput`.
+
+        Args:
+            x: batch-first input sequence.
+            state: one entry per layer (``None`` for stateless layers), or ``None`` (fresh).
+            return_details: return a :class:`ProbedOutput` with per-layer spikes, membranes
+                and probes.
+        """
+        out = super().forward(x, state, return_details)
+        if not return_details:
+            return out
+        return ProbedOutput(out.output, out.state, out.spikes, out.membrane,
+                            network_probes(self, out))
+
+
+class SNNCore(_ProbedSequential):
+    """Spiking MLP: ``(Linear -> neuron)`` per hidden layer, then ``Linear -> neuron``.
+
+    Layers are named ``fc1, lif1, ..., fcK, lifK, fc_out, lif_out``. Runs through
+    :class:`SpikingSequential` (one :func:`snn_unroll` path, shared with :class:`ConvSNN`).
+
+    Shapes: input ``(B, T, input_size)``; output spikes ``(B, T, output_size)``.
+
+    Args:
+        config: neuron kind and parameters, sizes and ``chunk_size``
+            (default ``SNNConfig()``).
+        input_size / hidden_sizes / output_size: override the config's sizes
+            (``hidden_sizes=()`` gives a single ``Linear -> neuron`` layer).
+        fold_time: run the linear layers on ``(B·T, ...)`` (see :class:`SpikingSequential`).
+        bias: bias of the linear layers.
+
+    Example:
+        >>> import torch
+        >>> net = SNNCore(input_size=4, hidden_sizes=(8,), output_size=2)
+        >>> out, state = net(torch.rand(3, 5, 4))             # (B=3, T=5, 4)
+        >>> tuple(out.shape), len(state)
+        ((3, 5, 2), 4)
+    """
+
+    def __init__(self, config: SNNConfig | None = None, *, input_size: int | None = None,
+                 hidden_sizes: Sequence[int] | None = None, output_size: int | None = None,
+                 fold_time: bool = False, bias: bool = True) -> None:
+        where = "SNNCore"
+        cfg = SNNConfig() if config is None else config
+        if not isinstance(cfg, SNNConfig):
+            raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
+                              expected="SNNConfig or None",
+                              hint="pass sizes as keywords: SNNCore(input_size=..., ...)")
+        n_in = _positive_int(where, "input_size",
+                             cfg.input_size if input_size is None else input_size)
+        n_out = _positive_int(where, "output_size",
+                              cfg.output_size if output_size is None else output_size)
+        hidden = tuple(cfg.hidden_sizes if hidden_sizes is None else hidden_sizes)
+        hidden = tuple(_positive_int(where, "hidden_sizes[i]", h) for h in hidden)
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        sizes = (n_in, *hidden)
+        for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
+            layers[f"fc{k}"] = nn.Linear(a, b, bias=bias)
+            layers[f"lif{k}"] = neuron_from_config(cfg, b)
+        layers["fc_out"] = nn.Linear(sizes[-1], n_out, bias=bias)
+        layers["lif_out"] = neuron_from_config(cfg, n_out)
+        super().__init__(layers, fold_time=fold_time, chunk_size=cfg.chunk_size)
+        self.config = cfg
+        self.input_size, self.hidden_sizes, self.output_size = n_in, hidden, n_out
+
+    def forward(self, x: Tensor, state: NetState | None = None,
+                return_details: bool = False) -> Any:
+        """``x`` ``(B, T, input_size)`` -> ``(spikes (B, T, output_size), state)``.
+
+        With ``return_details=True`` a :class:`ProbedOutput` (per-layer spikes, membranes,
+        probes).
+        """
+        if isinstance(x, Tensor) and (x.dim() != 3 or x.shape[-1] != self.input_size):
+            raise ShapeError("SNNCore.forward", "x must be (B, T, input_size)",
+                             got=tuple(x.shape), expected=f"(B, T, {self.input_size})",
+                             hint="time-first data: time_to_batch_first(x); flatten images "
+                                  "with x.flatten(2)")
+        return super().forward(x, state, return_details)
+
+
+def _out_size(where: str, size: int, kernel: int, stride: int, padding: int) -> int:
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out <= 0:
+        raise ConfigError(where, "the feature map shrinks to nothing", got=size,
+                          expected=f"a spatial size that survives kernel {kernel}",
+                          hint="use fewer blocks, a larger input or pool=None")
+    return out
+
+
+class ConvSNN(_ProbedSequential):
+    """Convolutional SNN: ``conv -> [batch-norm] -> [pool] -> neuron`` blocks, then a readout.
+
+    Layers are named ``conv1, bn1, pool1, lif1, ..., flatten, fc_out, lif_out`` (``bn``/``pool``
+    only when enabled). Convolutions use ``padding = kernel_size // 2`` (size-preserving for
+    odd kernels). By default time is folded into the batch for every stateless layer
+    (SpikingJelly's ``SeqToANNContainer``) and unfolded for the neurons; ``fold_time=False``
+    runs the same network step by step. Both go through :func:`snn_unroll`.
+
+    Numbers: identical spikes in both orders; membranes can differ in the last bit where a
+    conv kernel's summation order depends on the batch size. Batch-norm in *training* mode
+    normalizes with batch statistics, over ``B`` per step or over ``B·T`` folded, which are
+    different numbers by design (folded = SpikingJelly); in eval mode both agree.
+
+    Shapes: input ``(B, T, C_in, H, W)``; output spikes ``(B, T, num_classes)``.
+
+    Args:
+        config: neuron kind and parameters, ``chunk_size`` and (default) ``output_size``.
+        in_channels: ``C_in``.
+        input_hw: ``(H, W)`` of one input frame (an int means square).
+        channels: output channels of each block.
+        num_classes: readout size (default ``config.output_size``).
+        kernel_size: conv kernel (odd keeps the size).
+        pool: ``"max"`` | ``"avg"`` | ``None`` (no pooling).
+        pool_size: pooling kernel and stride.
+        batch_norm: insert ``BatchNorm2d`` after each conv (conv bias is then dropped).
+        fold_time: see above (default ``True``).
+    """
+
+    def __init__(self, config: SNNConfig | None = None, *, in_channels: int = 1,
+                 input_hw: int | tuple[int, int] = (28, 28),
+                 channels: Sequence[int] = (8, 16), num_classes: int | None = None,
+                 kernel_size: int = 3, pool: str | None = "max", pool_size: int = 2,
+                 batch_norm: bool = False, fold_time: bool = True) -> None:
+        where = "ConvSNN"
+        cfg = SNNConfig() if config is None else config
+        if not isinstance(cfg, SNNConfig):
+            raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
+                              expected="SNNConfig or None",
+                              hint="pass the architecture as keywords: ConvSNN(channels=...)")
+        if pool not in ("max", "avg", None):
+            raise ConfigError(where, "unknown pool", got=repr(pool),
+                              expected="'max' | 'avg' | None", hint="None disables pooling")
+        c = _positive_int(where, "in_channels", in_channels)
+        hw = (input_hw, input_hw) if isinstance(input_hw, int) else tuple(input_hw)
+        if len(hw) != 2:
+            raise ConfigError(where, "input_hw must be (H, W) or an int", got=input_hw,
+                              expected="(H, W)", hint="e.g. input_hw=(28, 28)")
+        h, w = (_positive_int(where, "input_hw", v) for v in hw)
+        k = _positive_int(where, "kernel_size", kernel_size)
+        p = _positive_int(where, "pool_size", pool_size)
+        n_out = _positive_int(where, "num_classes",
+                              cfg.output_size if num_classes is None else num_classes)
+        if not channels:
+            raise ConfigError(where, "channels is empty", got=tuple(channels),
+                              expected="at least one block, e.g. (8, 16)",
+                              hint="use SNNCore for a network without convolutions")
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        for i, ch in enumerate(channels, start=1):
+            ch = _positive_int(where, "channels[i]", ch)
+            layers[f"conv{i}"] = nn.Conv2d(c, ch, k, padding=k // 2, bias=not batch_norm)
+            h, w = (_out_size(where, s, k, 1, k // 2) for s in (h, w))
+            if batch_norm:
+                layers[f"bn{i}"] = nn.BatchNorm2d(ch)
+            if pool is not None:
+                layers[f"pool{i}"] = (nn.MaxPool2d(p) if pool == "max" else nn.AvgPool2d(p))
+                h, w = (_out_size(where, s, p, p, 0) for s in (h, w))
+            layers[f"lif{i}"] = neuron_from_config(cfg, (ch, h, w))
+            c = ch
+        layers["flatten"] = nn.Flatten(1)
+        layers["fc_out"] = nn.Linear(c * h * w, n_out)
+        layers["lif_out"] = neuron_from_config(cfg, n_out)
+        super().__init__(layers, fold_time=fold_time, chunk_size=cfg.chunk_size)
+        self.config = cfg
+        self.in_channels, self.input_hw, self.num_classes = in_channels, (hw[0], hw[1]), n_out
+
+    def forward(self, x: Tensor, state: NetState | None = None,
+                return_details: bool = False) -> Any:
+        """``x`` ``(B, T, C_in, H, W)`` -> ``(spikes (B, T, num_classes), state)``.
+
+        With ``return_details=True`` a :class:`ProbedOutput` (per-layer spikes, membranes,
+        probes).
+        """
+        expected = (self.in_channels, *self.input_hw)
+        if isinstance(x, Tensor) and (x.dim() != 5 or tuple(x.shape[2:]) != expected):
+            raise ShapeError("ConvSNN.forward", "x must be (B, T, C, H, W)", got=tuple(x.shape),
+                             expected=f"(B, T, {', '.join(map(str, expected))})",
+                             hint="static images: x.unsqueeze(1).expand(-1, T, -1, -1, -1); "
+                                  "time-first data: time_to_batch_first(x)")
+        return super().forward(x, state, return_details)
