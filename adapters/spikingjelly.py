@@ -811,12 +811,18 @@ def _neuron_nodes(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _run_sj_model(model: nn.Module, x_tf: Tensor, multi_step: bool
                   ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Run the SJ model time-first; returns its output and (spikes, v) per neuron layer.
+
+    Records are built in the order brain_ai's :class:`SpikingSequential` builds its own
+    (single-step: output, then each layer's spikes and membrane, after every step), so that
+    autograd accumulates gradients in the same order on both sides.
+    """
     nodes = _neuron_nodes(model)
-    calls: dict[str, list[tuple[Tensor, Tensor | None]]] = {n: [] for n, _ in nodes}
+    calls: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n, _ in nodes}
 
     def hook(name: str) -> Callable[[nn.Module, Any, Tensor], None]:
         def record(m: nn.Module, _inp: Any, out: Tensor) -> None:
-            calls[name].append((out, m.v if m.step_mode == "s" else None))
+            calls[name].append((out, m.v if m.step_mode == "s" else m.v_seq))
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in nodes]
@@ -825,14 +831,22 @@ def _run_sj_model(model: nn.Module, x_tf: Tensor, multi_step: bool
         for _, m in nodes:
             if m.step_mode == "m":
                 m.store_v_seq = True
-        out = model(x_tf) if multi_step else torch.stack([model(x_t) for x_t in x_tf.unbind(0)])
-        records = []
-        for n, m in nodes:
-            if m.step_mode == "m":
-                records.append((calls[n][0][0], m.v_seq))
-            else:
-                records.append((torch.stack([s for s, _ in calls[n]]),
-                                torch.stack([v for _, v in calls[n]])))  # type: ignore[misc]
+        if multi_step:
+            out = model(x_tf)
+            records = [(calls[n][0] if m.step_mode == "m" else (
+                torch.stack([s for s, _ in calls[n]]), torch.stack([v for _, v in calls[n]])))
+                for n, m in nodes]
+        else:
+            outs: list[Tensor] = []
+            steps: dict[str, tuple[list[Tensor], list[Tensor]]] = {n: ([], []) for n in calls}
+            for x_t in x_tf.unbind(0):
+                outs.append(model(x_t).unsqueeze(0))
+                for n, (s_list, v_list) in steps.items():
+                    s_t, v_t = calls[n].pop()
+                    s_list.append(s_t.unsqueeze(0))
+                    v_list.append(v_t.unsqueeze(0))
+            out = torch.cat(outs)
+            records = [(torch.cat(s_list), torch.cat(v_list)) for s_list, v_list in steps.values()]
     finally:
         for h in handles:
             h.remove()

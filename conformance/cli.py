@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
+
 from brain_ai.conformance import registry
 from brain_ai.conformance.registry import Case, CaseResult
-
 from brain_ai.errors import BrainAIError, ConfigError
 
 __all__ = ["add_arguments", "environment", "format_number", "run", "verdict_label"]

@@ -7,6 +7,7 @@ Never skipped: a case module whose peer cannot be imported is a collection error
 from __future__ import annotations
 
 import pytest
+
 from brain_ai.conformance.registry import Case, load_all, run_case
 
 CASES: list[Case] = list(load_all())

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from brain_ai.conformance import cli, registry
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad, spike_mismatches
-from brain_ai.conformance.registry import Case, register, run_case, verdict
 from torch import Tensor
 
 from brain_ai.cli import main
+from brain_ai.conformance import cli, registry
+from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad, spike_mismatches
+from brain_ai.conformance.registry import Case, register, run_case, verdict
 from brain_ai.errors import PeerMissingError
 
 X = torch.tensor([[1.0, 0.5, 1.0, 0.25]])  # (B=1, T=4), binary fractions: exact arithmetic

@@ -58,6 +58,16 @@ def test_charge_rules_through_the_neuron(charge: str, expected: float) -> None:
     torch.testing.assert_close(st_.v, t(expected).view(1, 1), **EXACT)
 
 
+@pytest.mark.parametrize("charge", ["tau", "tau_input", "rate", "rate_input"])
+def test_tau_one_is_accepted_by_every_tau_charge(charge: str) -> None:
+    """τ = 1 is inside the documented range (τ >= 1): the membrane forgets at once,
+    h = v - (v - 0)·1 + x = x (rate: q = 1/τ = 1; tau_input: v + (x - v)/1 = x).
+    v = .5, x = .25 -> .25."""
+    n = LIFNeuron(beta=None, tau=1.0, charge=charge, reset="none", features=1)
+    _, st_ = n(t(0.25).view(1, 1), SpikingState(v=t(0.5).view(1, 1)))
+    torch.testing.assert_close(st_.v, t(0.25).view(1, 1), **EXACT)
+
+
 def test_tau_without_charge_selects_tau_input() -> None:
     assert LIFNeuron(beta=None, tau=2.0).charge == "tau_input"
 
@@ -233,7 +243,7 @@ thresholds = st.floats(0.1, 4.0)
        scale=st.floats(0.1, 10.0))
 def test_spikes_are_exactly_binary_for_any_config(seed, beta, threshold, reset, timing,
                                                   comparator, charge, scale) -> None:
-    kw = {"beta": beta} if charge == "beta" else {"beta": None, "tau": 1.0 + 10 * beta}
+    kw = {"beta": beta} if charge == "beta" else {"beta": None, "tau": 1.5 + 10 * beta}
     n = LIFNeuron(threshold=threshold, reset=reset, reset_timing=timing,
                   comparator=comparator, charge=charge, features=3, **kw)
     s, st_ = n(_inputs(seed, 12, scale, offset=0.3))
