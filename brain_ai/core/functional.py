@@ -67,12 +67,16 @@ class LIFParams:
 def _delayed_input(x: Tensor, history: Tensor, delays: Tensor) -> tuple[Tensor, Tensor]:
     """Push ``x`` into ``history`` ``(B, D, *f)`` and read it at per-neuron ``delays`` ``(*f)``.
 
-    Fractional delays interpolate linearly between neighbouring steps, so ``delays`` learns.
+    A fractional delay ``d`` reads ``(1 - φ)·h[⌊d⌋] + φ·h[⌊d⌋ + 1]`` with ``φ = d - ⌊d⌋``; the
+    gradient w.r.t. ``d`` is ``h[⌊d⌋ + 1] - h[⌊d⌋]``, non-zero at integer delays too.
     """
     history = torch.cat((x.unsqueeze(1), history[:, :-1]), dim=1)
-    k = torch.arange(history.shape[1], device=x.device, dtype=x.dtype)
-    k = k.view(-1, *([1] * (history.dim() - 2)))
-    weights = torch.relu(1.0 - (k - delays).abs())  # (D, *f): triangle around each delay
+    depth = history.shape[1]
+    lower = delays.detach().floor()
+    frac = delays - lower
+    k = torch.arange(depth, device=x.device, dtype=x.dtype).view(-1, *([1] * delays.dim()))
+    hi = (lower + 1).clamp(max=depth - 1)
+    weights = (k == lower).to(x.dtype) * (1 - frac) + (k == hi).to(x.dtype) * frac
     return (history * weights).sum(dim=1), history
 
 

@@ -38,6 +38,7 @@ from brain_ai.core.state import SpikingState, detach_state
 from brain_ai.core.surrogates import ATan, Surrogate
 from brain_ai.core.unroll import snn_unroll
 from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.kernels import fused_multi_step
 
 __all__ = [
     "AdaptiveLIFNeuron",
@@ -80,7 +81,8 @@ class _Cell:
 
     def multi_step(self, x: Tensor, state: SpikingState, record: Sequence[str]
                    ) -> tuple[Tensor, SpikingState, dict[str, Tensor]]:
-        return lif_multi_step(x, state, self.p, record)
+        out = fused_multi_step(x, state, self.p, record)  # None: not covered, run the reference
+        return out if out is not None else lif_multi_step(x, state, self.p, record)
 
 
 def _tensor(value: Scalar, name: str, where: str) -> Tensor:
@@ -309,6 +311,10 @@ class SpikingNeuronBase(nn.Module):
         """Input transform before the step: ``x·input_gain`` if set (subclasses add more)."""
         return x if self.input_gain is None else x * self.input_gain
 
+    def prepare_sequence(self, x: Tensor) -> Tensor:
+        """:meth:`prepare_input` over ``(B, T, ...)`` (elementwise, so the bits match steps)."""
+        return self.prepare_input(x)
+
     # ---------------------------------------------------------------- state lifecycle
     def _state_dtype(self, dtype: torch.dtype) -> torch.dtype:
         if self.dtype_policy == "input":
@@ -386,20 +392,22 @@ class SpikingNeuronBase(nn.Module):
                              got=getattr(x, "dtype", type(x).__name__),
                              expected="float16/bfloat16/float32/float64",
                              hint="convert spikes or counts with x.float()")
+        inputs = self.input_features()
         if state is not None and isinstance(state, SpikingState):
             v = state.v
-            if x.dim() == v.dim() + 1 and x.shape[0] == v.shape[0] and x.shape[2:] == v.shape[1:]:
+            f = inputs if inputs is not None else tuple(v.shape[1:])
+            if x.dim() == len(f) + 2 and x.shape[0] == v.shape[0] and tuple(x.shape[2:]) == f:
                 return "sequence"
             return "step"  # shape mismatches are reported by _check_state
-        if self.features is not None:
-            n = len(self.features)
+        if inputs is not None:
+            n = len(inputs)
             if x.dim() == n + 1:
                 return "step"
             if x.dim() == n + 2:
                 return "sequence"
             raise ShapeError(where, "x has the wrong rank for this neuron's features",
                              got=tuple(x.shape),
-                             expected=f"(B, {self.features}) or (B, T, {self.features})",
+                             expected=f"(B, *{inputs}) or (B, T, *{inputs})",
                              hint="inputs are batch-first; time-first data: "
                                   "time_to_batch_first(x)")
         raise ShapeError(where, "cannot tell step input (B, ...) from sequence input "
@@ -407,6 +415,10 @@ class SpikingNeuronBase(nn.Module):
                          expected="features= at construction, or a state",
                          hint="construct with features=..., pass state=, or call "
                               ".step(x) / .sequence(x)")
+
+    def input_features(self) -> tuple[int, ...] | None:
+        """Feature shape of one input step, if known (``features`` unless projected)."""
+        return self.features
 
     def step(self, x: Tensor, state: SpikingState | None = None
              ) -> tuple[Tensor, SpikingState]:
@@ -434,7 +446,7 @@ class SpikingNeuronBase(nn.Module):
         if x.dim() < 2:
             raise ShapeError(where, "a sequence needs (B, T, ...)", got=tuple(x.shape),
                              expected="rank >= 2", hint="use .step(x) for one time step")
-        x = self.prepare_input(x)
+        x = self.prepare_sequence(x)
         step_shape = torch.Size((x.shape[0], *x.shape[2:]))
         if state is None:
             state = self.reset_state(x.shape[0], tuple(x.shape[2:]), x.device, x.dtype)
@@ -621,6 +633,16 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
         x = super().prepare_input(x)
         return x if self.input_proj is None else self.input_proj(x)
 
+    def input_features(self) -> tuple[int, ...] | None:
+        return self.features if self.input_proj is None else (self.input_proj.in_features,)
+
+    def prepare_sequence(self, x: Tensor) -> Tensor:
+        """Project step by step: a matmul's rounding can depend on its row count, and the
+        sequence must equal the step loop bit for bit."""
+        if self.input_proj is None:
+            return super().prepare_sequence(x)
+        return torch.stack([self.prepare_input(x_t) for x_t in x.unbind(1)], 1)
+
     def params(self) -> LIFParams:
         return _with(super().params(), recurrent=self.recurrent)
 
@@ -638,7 +660,8 @@ class AdvancedLIFNeuron(AdaptiveLIFNeuron):
     Args:
         features: neuron count N or shape.
         tau_range: ``(τ_min, τ_max)`` in steps, both ``>= 1``.
-        max_delay: largest delay in steps (history length ``max_delay + 1``).
+        max_delay: largest delay in steps (history length ``max_delay + 2``: the step after
+            the largest delay gives it a gradient).
         learn_delays / learn_tau: make delays / τ trainable.
     """
 
@@ -671,5 +694,5 @@ class AdvancedLIFNeuron(AdaptiveLIFNeuron):
         return _with(super().params(), delays=self.delays.clamp(0.0, float(self.max_delay)))
 
     def _extra_state(self, zeros: Tensor) -> dict[str, Tensor]:
-        history = zeros.unsqueeze(1).expand(-1, self.max_delay + 1, *zeros.shape[1:])
+        history = zeros.unsqueeze(1).expand(-1, self.max_delay + 2, *zeros.shape[1:])
         return {**super()._extra_state(zeros), "spike_history": history.contiguous()}

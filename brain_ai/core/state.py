@@ -51,9 +51,14 @@ def _unflatten(values: list[Tensor | None], _ctx: None) -> SpikingState:
     return SpikingState(*values)
 
 
+def _flatten_with_keys(s: SpikingState) -> tuple[list[tuple[pytree.KeyEntry, Tensor | None]], None]:
+    return [(pytree.GetAttrKey(f.name), getattr(s, f.name)) for f in fields(s)], None
+
+
 pytree.register_pytree_node(
     SpikingState, _flatten, _unflatten,
     serialized_type_name="brain_ai.core.state.SpikingState",
+    flatten_with_keys_fn=_flatten_with_keys,
 )
 
 
