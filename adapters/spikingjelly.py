@@ -50,13 +50,14 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff
+from brain_ai.adapters.verify import LayerRow, MigrationReport
+from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
@@ -88,8 +89,6 @@ except ImportError as exc:  # pragma: no cover - SpikingJelly is installed in CI
 __all__ = [
     "NODE_TABLE",
     "SURROGATE_TABLE",
-    "LayerComparison",
-    "MigrationReport",
     "NodeRule",
     "from_spikingjelly",
     "migrate",
@@ -755,49 +754,6 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
 # ============================================================================ verification
 
 
-@dataclass(eq=False)
-class LayerComparison:
-    """One neuron layer: SJ path, spike mismatches, max ``|Δv|``, SJ firing rate."""
-
-    name: str
-    spike_mismatches: int
-    max_membrane_diff: float
-    firing_rate: float
-
-
-@dataclass(eq=False)
-class MigrationReport:
-    """What :func:`verify_spikingjelly_migration` measured.
-
-    Attributes:
-        layers: per neuron layer, in order.
-        output_max_diff: max ``|Δ|`` of the model output.
-        grad_rel: max relative ``|Δgrad|`` (see :func:`brain_ai.conformance.metrics.max_rel_diff`)
-            for ``"input"`` and every SJ parameter name (``None`` when grads were skipped).
-    """
-
-    layers: list[LayerComparison]
-    output_max_diff: float
-    grad_rel: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def spike_mismatches(self) -> int:
-        return sum(layer.spike_mismatches for layer in self.layers)
-
-    @property
-    def max_membrane_diff(self) -> float:
-        return max((layer.max_membrane_diff for layer in self.layers), default=0.0)
-
-    @property
-    def max_grad_rel(self) -> float:
-        return max(self.grad_rel.values(), default=0.0)
-
-    def passed(self, membrane_tol: float = 0.0, grad_tol: float = 1e-6) -> bool:
-        """No spike mismatch, membranes within ``membrane_tol``, grads within ``grad_tol``."""
-        return (self.spike_mismatches == 0 and self.max_membrane_diff <= membrane_tol
-                and self.output_max_diff <= membrane_tol and self.max_grad_rel <= grad_tol)
-
-
 def _reset_all(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, sj_base.MemoryModule):
@@ -871,8 +827,10 @@ def verify_spikingjelly_migration(
             ``G`` from ``seed``) w.r.t. the input and every parameter, paired by name.
         seed: seed of the random loss weights.
     Returns:
-        :class:`MigrationReport`. Neither model keeps state, ``.grad`` or changed buffers
-        (BatchNorm running statistics are restored).
+        :class:`brain_ai.adapters.verify.MigrationReport` (the report ``verify_migration``
+        gives for snnTorch): per neuron layer (SJ path) spike mismatches, max ``|Δv|`` and
+        firing rate; ``grads`` keyed ``"input"`` and SJ parameter names. Neither model keeps
+        state, ``.grad`` or changed buffers (BatchNorm running statistics are restored).
     Raises:
         ConversionError: the neuron layers or parameters of the two models do not pair up.
     """
@@ -914,9 +872,8 @@ def _verify(original: nn.Module, migrated: SpikingSequential, x_time_first: Tens
     for name, ba_name, (s_sj, v_sj) in zip(names, ba_names, rec_sj, strict=True):
         s_ba = batch_to_time_first(res.spikes[ba_name])
         v_ba = batch_to_time_first(res.membrane[ba_name])
-        layers.append(LayerComparison(
-            name, int((s_sj.detach() != s_ba.detach()).sum()),
-            max_abs_diff(v_sj, v_ba), float(s_sj.detach().float().mean())))
+        layers.append(LayerRow(name, spike_mismatches(s_ba, s_sj), max_abs_diff(v_ba, v_sj),
+                               float(s_sj.detach().float().mean())))
         if grads:
             gs, gv = weights(s_sj), weights(v_sj)
             loss_sj = loss_sj + (s_sj * gs).sum() + (v_sj * gv).sum()
@@ -941,4 +898,9 @@ def _verify(original: nn.Module, migrated: SpikingSequential, x_time_first: Tens
             ga = torch.zeros_like(a) if ga is None else ga
             gb = torch.zeros_like(a) if gb is None else gb
             grad_rel[pname] = max_rel_diff(gb, ga)
-    return MigrationReport(layers, max_abs_diff(out_sj, out_ba), grad_rel)
+    notes = [f"{len(layers)} neuron layers; output max |Δ| = {max_abs_diff(out_ba, out_sj):.3g}"]
+    worst = max(grad_rel.values(), default=0.0)
+    if multi_step and worst > 1e-6 and all(r.spike_mismatches == 0 for r in layers):
+        notes.append("time-folded layers: brain_ai folds (B, T) batch-major, SpikingJelly (T, B) "
+                     "time-major, so weight-gradient sums run in another order (float rounding)")
+    return MigrationReport(layers, grad_rel, spike_mismatches(out_ba, out_sj), notes=notes)

@@ -63,8 +63,8 @@ def random_state(n: nn.Module, v: Variant, g: torch.Generator) -> SpikingState:
 def expected_state_shapes(n: nn.Module, v: Variant) -> dict[str, tuple[int, ...]]:
     shapes = {"v": (B, *v.out_shape)}
     for name in n.reset_state(1, v.out_shape).tensors():
-        if name == "spike_history":
-            shapes[name] = (B, n.max_delay + 1, *v.out_shape)
+        if name == "spike_history":  # history length max_delay + 2 (AdvancedLIFNeuron doc)
+            shapes[name] = (B, n.max_delay + 2, *v.out_shape)
         elif name != "v":
             shapes[name] = (B, *v.out_shape)
     return shapes

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brain_ai.core import rules
-from brain_ai.core.neurons import LIFNeuron
+from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron
 from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import ATan, FastSigmoid
+from brain_ai.errors import ConfigError
 
 EXACT = {"rtol": 0, "atol": 0}
 PROPS = settings(max_examples=40, deadline=None)
@@ -58,12 +59,14 @@ def test_charge_rules_through_the_neuron(charge: str, expected: float) -> None:
     torch.testing.assert_close(st_.v, t(expected).view(1, 1), **EXACT)
 
 
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar_tau", "tensor_tau"])
 @pytest.mark.parametrize("charge", ["tau", "tau_input", "rate", "rate_input"])
-def test_tau_one_is_accepted_by_every_tau_charge(charge: str) -> None:
+def test_tau_one_is_accepted_by_every_tau_charge(charge: str, per_neuron: bool) -> None:
     """τ = 1 is inside the documented range (τ >= 1): the membrane forgets at once,
     h = v - (v - 0)·1 + x = x (rate: q = 1/τ = 1; tau_input: v + (x - v)/1 = x).
-    v = .5, x = .25 -> .25."""
-    n = LIFNeuron(beta=None, tau=1.0, charge=charge, reset="none", features=1)
+    v = .5, x = .25 -> .25. A scalar and a per-neuron τ behave alike."""
+    tau = torch.tensor([1.0]) if per_neuron else 1.0
+    n = LIFNeuron(beta=None, tau=tau, charge=charge, reset="none", features=1)
     _, st_ = n(t(0.25).view(1, 1), SpikingState(v=t(0.5).view(1, 1)))
     torch.testing.assert_close(st_.v, t(0.25).view(1, 1), **EXACT)
 
@@ -200,6 +203,40 @@ def test_apply_reset_compensated_zero_with_nonzero_v_reset() -> None:
                                           0.25).item() == 0.25
     assert rules.apply_carried_reset_pre(t(2.0), t(1.0), "zero", torch.tensor(1.0),
                                          0.25).item() == 0.25
+
+
+@pytest.mark.parametrize(
+    ("timing", "x", "membrane"),
+    [
+        # β=.5, θ=1, θ_eff = 1 + .5·a, a <- .5·a + s. At t0 a = 0, so θ_eff = θ: no ambiguity
+        # about the size of the carried reset of the t0 spike.
+        # delayed, x=[1.5,1.5,0]: t0 h=1.5 fires (stored 1.5); t1 r=1: h=.75+1.5-1=1.25,
+        # θ_eff=1.5: silent (stored 1.25 > θ); t2: t1 did not spike, so no reset: h=.625
+        ("delayed", [1.5, 1.5, 0.0], [1.5, 1.25, 0.625]),
+        # delayed_pre, x=[1.5,1.25,0]: t1 v=1.5-1=.5, h=.25+1.25=1.5 == θ_eff: silent;
+        # t2: no spike at t1, no reset: h=.75
+        ("delayed_pre", [1.5, 1.25, 0.0], [1.5, 1.5, 0.75]),
+        # compensated(_pre), x=[1.5,1,0]: t0 v=.5; t1 h=1.25 <= θ_eff=1.5 silent, v=1.25;
+        # t2: no spike at t1, no reset: h=.625 (= the immediate timing)
+        ("compensated", [1.5, 1.0, 0.0], [0.5, 1.25, 0.625]),
+        ("compensated_pre", [1.5, 1.0, 0.0], [0.5, 1.25, 0.625]),
+    ],
+)
+def test_adaptive_carried_reset_never_resets_without_a_spike(timing: str, x: list[float],
+                                                             membrane: list[float]) -> None:
+    """The carried reset stands for "the previous step spiked". With an adaptive threshold a
+    stored membrane can sit in (θ, θ_eff] without a spike; it must not be reset then.
+    (Rejecting adaptation with carried timings, as the refractory period does, is also
+    acceptable: then the constructor raises a ConfigError with a hint.)"""
+    try:
+        n = AdaptiveLIFNeuron(beta=0.5, adapt_scale=0.5, adapt_decay=0.5, reset_timing=timing,
+                              features=1)
+    except ConfigError as err:
+        assert "Hint:" in str(err)
+        return
+    s, _, tr = n.sequence(torch.tensor(x).view(1, 3, 1), record=("v",))
+    assert s.flatten().tolist() == [1.0, 0.0, 0.0]
+    assert tr["v"].flatten().tolist() == membrane
 
 
 # ------------------------------------------------------------------ reset gradients

@@ -50,8 +50,11 @@ def tau_from_beta_euler(beta: float | Tensor, dt: float = 1.0) -> float | Tensor
 
 
 def plif_w_from_tau(tau: float) -> float:
-    """SpikingJelly's ``ParametricLIFNode`` initial ``w`` for ``init_tau`` (``-ln(τ - 1)``)."""
-    return -math.log(tau - 1.0)
+    """SpikingJelly's ``ParametricLIFNode`` initial ``w`` for ``init_tau`` (``-ln(τ - 1)``).
+
+    ``τ = 1`` gives ``w = +inf`` (``1/τ = sigmoid(w) = 1``: no memory).
+    """
+    return math.inf if tau == 1.0 else -math.log(tau - 1.0)
 
 
 def tau_from_plif_w(w: float | Tensor) -> float | Tensor:

@@ -541,6 +541,11 @@ class AdaptiveLIFNeuron(SpikingNeuronBase):
                  learn_adaptation: bool = False, **kwargs: Any) -> None:
         super().__init__(beta=beta, threshold=threshold, **kwargs)
         where = type(self).__name__
+        if self.reset_timing != "immediate":
+            raise ConfigError(where, "an adaptive threshold needs the immediate reset timing",
+                              got=self.reset_timing, expected="'immediate'",
+                              hint="the carried (peer) timings re-derive the previous spike "
+                                   "from the base threshold, which adaptation moves")
         k = _tensor(adapt_scale, "adapt_scale", where)
         _in_range(where, "adapt_scale", k, 0.0, math.inf, "a negative scale lowers the threshold")
         rho = _tensor(adapt_decay, "adapt_decay", where)
@@ -669,8 +674,14 @@ class AdvancedLIFNeuron(AdaptiveLIFNeuron):
                  tau_range: tuple[float, float] = (5.0, 25.0), max_delay: int = 4,
                  learn_delays: bool = True, learn_tau: bool = True,
                  **kwargs: Any) -> None:
-        super().__init__(beta=0.5, threshold=threshold, features=features, **kwargs)
         where = type(self).__name__
+        fixed = sorted({"beta", "tau", "charge", "learn_beta", "beta_param"} & set(kwargs))
+        if fixed:
+            raise ConfigError(where, f"{fixed} cannot be set: the decay comes from per-neuron "
+                              "tau (beta_n = exp(-1/tau_n))", got=fixed,
+                              expected="tau_range=(lo, hi) and learn_tau",
+                              hint="use LIFNeuron for a fixed beta or a tau charge")
+        super().__init__(beta=0.5, threshold=threshold, features=features, **kwargs)
         lo, hi = tau_range
         if not 1.0 <= lo <= hi:
             raise ConfigError(where, "tau_range must satisfy 1 <= lo <= hi", got=tau_range,

@@ -365,8 +365,10 @@ class ConvSNN(_ProbedSequential):
     (SpikingJelly's ``SeqToANNContainer``) and unfolded for the neurons; ``fold_time=False``
     runs the same network step by step. Both go through :func:`snn_unroll`.
 
-    Numbers: identical spikes in both orders; membranes can differ in the last bit where a
-    conv kernel's summation order depends on the batch size. Batch-norm in *training* mode
+    Numbers: identical spikes in both orders; membranes can differ in the last bits where a
+    kernel's summation order depends on the batch size (measured on CPU, torch 2.13: conv
+    layers bit-identical, the linear readout up to ~3·eps·max|current|, since sgemm blocks
+    ``(B·T, F)`` differently from ``(B, F)``). Batch-norm in *training* mode
     normalizes with batch statistics, over ``B`` per step or over ``B·T`` folded, which are
     different numbers by design (folded = SpikingJelly); in eval mode both agree.
 

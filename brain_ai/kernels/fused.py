@@ -121,7 +121,7 @@ class FusedLIF(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         grad = any(needs)
-        b, steps = x.shape[0], x.shape[1]
+        steps = x.shape[1]
         spikes = torch.empty_like(x)
         hs = torch.empty_like(x) if (grad or (c.record_v and c.delayed)) else None
         trace = hs if c.record_v and c.delayed else (
@@ -147,8 +147,7 @@ class FusedLIF(torch.autograd.Function):
                 hs[:, t] = h
             if trace is not None and trace is not hs:
                 trace[:, t] = v
-        del b
-        outs: list[Tensor] = [spikes, v.clone() if v is v0 or c.delayed else v]
+        outs: list[Tensor] = [spikes, v.clone() if v is v0 else v]
         if c.synapse:
             outs.append(i if i is not i0 else i.clone())
         if trace is not None:
@@ -159,7 +158,6 @@ class FusedLIF(torch.autograd.Function):
             keep_x = c.synapse and needs[6] or (
                 needs[4] and c.charge in ("tau_input", "rate_input"))
             ctx.save_for_backward(hs, v0, i0, leak, threshold, alpha, x if keep_x else None)
-        ctx.mark_non_differentiable(spikes) if False else None
         return tuple(outs)
 
     @staticmethod
@@ -278,11 +276,8 @@ class FusedLIF(torch.autograd.Function):
                         thr_terms.append((-g_v1) * r)
                 else:
                     g_v1 = g_v1 * (1 - r)
-            if need_thr and thr_terms:
-                total = thr_terms[0]
-                for term in thr_terms[1:]:
-                    total = total + term
-                g_thr = g_thr + _reduce(total, thr)
+            for term in thr_terms:  # reduced one by one, in autograd's (reverse) order
+                g_thr = g_thr + _reduce(term, thr)
             g_v = g_v1
         g_v0 = g_v if needs[2] else None
         g_i0 = g_i_next if (c.synapse and needs[3]) else None

@@ -1,0 +1,148 @@
+r"""Fast multi-step kernels of the LIF family, chosen per call by :func:`fused_multi_step`.
+
+=============  ============================================================================
+kernel         what runs
+=============  ============================================================================
+``reference``  :func:`brain_ai.core.functional.lif_multi_step` (per-step autograd graph)
+``fused``      :class:`brain_ai.kernels.fused.FusedLIF`: pure PyTorch, one autograd node per
+               window, one saved tensor per neuron-step, hand-written backward
+``native``     :mod:`brain_ai.kernels.native`: the same op as a C++ loop (OpenMP over batch x
+               neuron blocks), compiled on first use and cached; CPU only
+=============  ============================================================================
+
+``BRAIN_AI_KERNEL=reference|fused|native`` picks one; unset, the fastest available exact kernel
+runs (``native`` on CPU when it compiles, else ``fused``). A configuration a kernel does not
+cover falls back to the next (``native`` -> ``fused`` -> ``reference``), never to something
+inexact: forward spikes and membranes are bit-identical to the reference, gradients agree to
+~1e-7 relative (summation order only).
+
+Covered by ``fused``: every charge rule, reset mechanism, reset timing, comparator, surrogate,
+``detach_reset``, a current-based synapse, learnable (scalar or per-neuron) leak, threshold
+and ``α``, ``record=("v",)``. Not covered (reference runs): recurrent connections, adaptive
+thresholds, refractory periods, learnable delays, graded spikes, and calls under
+``torch.compile`` / ``torch.export`` / ``vmap`` unless the native op handles them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from brain_ai.core.functional import LIFParams
+from brain_ai.core.state import SpikingState
+from brain_ai.errors import ConfigError
+from brain_ai.kernels.fused import FusedConfig, run_fused
+
+__all__ = ["KERNELS", "FusedConfig", "fused_config", "fused_multi_step", "selected_kernel"]
+
+KERNELS = ("reference", "fused", "native")
+ENV_VAR = "BRAIN_AI_KERNEL"
+
+
+def selected_kernel() -> str | None:
+    """The kernel named by ``$BRAIN_AI_KERNEL`` (``None`` when unset: fastest available)."""
+    name = os.environ.get(ENV_VAR, "").strip().lower()
+    if not name:
+        return None
+    if name not in KERNELS:
+        raise ConfigError(ENV_VAR, "unknown kernel", got=repr(name),
+                          expected=" | ".join(KERNELS),
+                          hint=f"unset {ENV_VAR} to use the fastest exact kernel")
+    return name
+
+
+def _param_ok(t: object, shape: torch.Size, dtype: torch.dtype, device: torch.device) -> bool:
+    """A parameter the fused op can take after ``.to(dtype)`` without changing any bit."""
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        return False
+    if t.dim() == 0:  # a 0-d tensor never promotes a dimensioned one
+        return t.device == device or t.device.type == "cpu"
+    if t.device != device or torch.promote_types(t.dtype, dtype) != dtype:
+        return False
+    try:
+        return torch.broadcast_shapes(t.shape, shape) == shape
+    except RuntimeError:
+        return False
+
+
+def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
+                 ) -> FusedConfig | None:
+    """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it."""
+    if (p.recurrent is not None or p.adapt_decay is not None or p.adapt_scale is not None
+            or p.refractory_steps or p.delays is not None or p.graded is not None):
+        return None
+    if any(name != "v" for name in record):
+        return None
+    if (state.a is not None or state.prev_spk is not None or state.spike_history is not None
+            or state.ref is not None or (state.i is None) != (p.alpha is None)):
+        return None
+    v = state.v
+    if not isinstance(x, Tensor) or x.dim() < 2 or not v.is_floating_point():
+        return None
+    if type(x) is not Tensor or type(v) is not Tensor:  # subclasses (fake, batched) -> reference
+        return None
+    if v.shape != torch.Size((x.shape[0], *x.shape[2:])) or x.device != v.device:
+        return None
+    dt = v.dtype
+    if not x.is_floating_point() or torch.promote_types(x.dtype, dt) != dt:
+        return None
+    if state.i is not None and (state.i.dtype != dt or state.i.shape != v.shape):
+        return None
+    params = [p.leak, p.threshold] + ([p.alpha] if p.alpha is not None else [])
+    if not all(_param_ok(t, v.shape, dt, v.device) for t in params):
+        return None
+    return FusedConfig(
+        charge=p.charge, comparator=p.comparator, reset=p.reset, timing=p.reset_timing,
+        v_reset=float(p.v_reset), detach_reset=bool(p.detach_reset), surrogate=p.surrogate,
+        synapse=p.alpha is not None, record_v="v" in record,
+    )
+
+
+def _tracing() -> bool:
+    """Inside torch.compile / torch.export / jit tracing / a functorch transform."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def fused_multi_step(
+    x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
+) -> tuple[Tensor, SpikingState, dict[str, Tensor]] | None:
+    """The multi-step LIF over ``x`` ``(B, T, *f)`` by the selected fast kernel, or ``None``.
+
+    Same contract as :func:`brain_ai.core.functional.lif_multi_step`; ``None`` means "not
+    covered here, run the reference" (unsupported feature, ``BRAIN_AI_KERNEL=reference``, or a
+    tracing context).
+
+    Args:
+        x: input current ``(B, T, *f)``.
+        state: state before the first step (``v``, and ``i`` with a synapse).
+        p: resolved parameters.
+        record: state fields to stack over time; only ``("v",)`` is covered.
+    Returns:
+        ``(spikes (B, T, *f), final_state, traces)`` or ``None``.
+    """
+    kernel = selected_kernel()
+    if kernel == "reference":
+        return None
+    c = fused_config(x, state, p, record)
+    if c is None or _tracing():
+        return None
+    dt = state.v.dtype
+    x = x.to(dt)
+    leak, thr = p.leak.to(dt), p.threshold.to(dt)
+    alpha = p.alpha.to(dt) if p.alpha is not None else None
+    outs = None
+    if kernel != "fused":
+        from brain_ai.kernels import native
+
+        outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha)
+    if outs is None:
+        outs = run_fused(c, x, state.v, state.i, leak, thr, alpha)
+    spikes, v = outs[0], outs[1]
+    i = outs[2] if c.synapse else None
+    traces = {"v": outs[-1]} if c.record_v else {}
+    return spikes, SpikingState(v=v, i=i), traces

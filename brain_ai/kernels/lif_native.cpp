@@ -1,0 +1,619 @@
+// The native multi-step LIF op of brain_ai (see brain_ai/kernels/native.py).
+//
+// Same equations, same operation order as brain_ai/core/rules.py, so the forward is
+// bit-identical to the PyTorch reference; compile with -ffp-contract=off (no FMA contraction).
+// Layout: batch-first x (B, T, N) contiguous; state and parameters pre-expanded to (B, N).
+// Work items are (batch row, block of BLK neurons); each keeps its membrane in a local array
+// for all T steps, and runs over the neurons of its block in simple (vectorizable) loops, one
+// per rule, with the rule choice hoisted out of the loop.
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace {
+
+constexpr int64_t BLK = 64;
+
+enum Charge : int64_t { BETA = 0, TAU = 1, TAU_INPUT = 2, RATE = 3, RATE_INPUT = 4 };
+enum Reset : int64_t { SUBTRACT = 0, ZERO = 1, NONE = 2 };
+enum Timing : int64_t {
+  IMMEDIATE = 0, DELAYED = 1, DELAYED_PRE = 2, COMPENSATED = 3, COMPENSATED_PRE = 4
+};
+enum Surr : int64_t {
+  ATAN = 0, FAST_SIGMOID = 1, STE = 2, SIGMOID = 3, TRIANGULAR = 4, PW_QUAD = 5, PW_EXP = 6,
+  SOFT_SIGN = 7, SUPER_SPIKE = 8, ERF = 9
+};
+
+struct Cfg {
+  int64_t charge, reset, timing, surr;
+  bool ge, syn, detach;
+  double vr, sp;
+  bool carried() const { return timing != IMMEDIATE && reset != NONE; }
+  bool pre() const { return timing == DELAYED_PRE || timing == COMPENSATED_PRE; }
+  bool delayed() const { return timing == DELAYED || timing == DELAYED_PRE || reset == NONE; }
+  bool comp() const { return timing == COMPENSATED || timing == COMPENSATED_PRE; }
+};
+
+Cfg parse(c10::IntArrayRef cfg, double vr, double sp) {
+  TORCH_CHECK(cfg.size() == 7, "brain_ai lif: cfg must have 7 entries");
+  return Cfg{cfg[0], cfg[1], cfg[2], cfg[6], cfg[3] != 0, cfg[4] != 0, cfg[5] != 0, vr, sp};
+}
+
+template <typename T>
+inline T spike(T d, bool ge) {
+  return ge ? (d >= T(0) ? T(1) : T(0)) : (d > T(0) ? T(1) : T(0));
+}
+
+template <typename T>
+inline void spikes_of(const T* d, T* s, int64_t len, bool ge) {
+  if (ge) {
+    for (int64_t k = 0; k < len; ++k) s[k] = d[k] >= T(0) ? T(1) : T(0);
+  } else {
+    for (int64_t k = 0; k < len; ++k) s[k] = d[k] > T(0) ? T(1) : T(0);
+  }
+}
+
+// v' = apply_reset(h, s, r) of rules.py (the stored membrane).
+template <typename T>
+inline void reset_of(const Cfg& c, const T* h, const T* s, const T* r, const T* th, T* v,
+                     int64_t len) {
+  const T vr = T(c.vr);
+  if (c.delayed()) {
+    for (int64_t k = 0; k < len; ++k) v[k] = h[k];
+  } else if (c.timing == IMMEDIATE) {
+    if (c.reset == SUBTRACT) {
+      for (int64_t k = 0; k < len; ++k) v[k] = h[k] - s[k] * th[k];
+    } else {
+      for (int64_t k = 0; k < len; ++k) v[k] = s[k] * vr + (T(1) - s[k]) * h[k];
+    }
+  } else if (c.reset == SUBTRACT) {
+    for (int64_t k = 0; k < len; ++k) v[k] = h[k] - (s[k] - r[k]) * th[k];
+  } else if (c.vr == 0.0) {
+    for (int64_t k = 0; k < len; ++k) v[k] = h[k] - (s[k] - r[k]) * h[k];
+  } else {
+    for (int64_t k = 0; k < len; ++k) v[k] = h[k] - (s[k] - r[k]) * (h[k] - vr);
+  }
+}
+
+// Carried reset before the charge (*_pre timings), in place on v.
+template <typename T>
+inline void pre_reset(const Cfg& c, const T* r, const T* th, T* v, int64_t len) {
+  const T vr = T(c.vr);
+  if (c.reset == SUBTRACT) {
+    for (int64_t k = 0; k < len; ++k) v[k] = v[k] - r[k] * th[k];
+  } else if (c.vr == 0.0) {
+    for (int64_t k = 0; k < len; ++k) v[k] = (T(1) - r[k]) * v[k];
+  } else {
+    for (int64_t k = 0; k < len; ++k) v[k] = (T(1) - r[k]) * v[k] + r[k] * vr;
+  }
+}
+
+// The surrogate's backward, in the operation order of brain_ai/core/surrogates.py.
+template <typename T>
+void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
+  const double a = c.sp;
+  switch (c.surr) {
+    case ATAN: {  // alpha/2 / (1 + (pi/2*alpha*x)^2) * g
+      const T k1 = T(M_PI / 2 * a), k2 = T(a / 2);
+      for (int64_t k = 0; k < len; ++k) {
+        T y = k1 * x[k];
+        T z = T(1) + y * y;
+        out[k] = ((T(1) / z) * k2) * g[k];
+      }
+      break;
+    }
+    case FAST_SIGMOID: {  // g / (slope*|x| + 1)^2
+      const T k1 = T(a);
+      for (int64_t k = 0; k < len; ++k) {
+        T y = k1 * std::abs(x[k]) + T(1);
+        out[k] = g[k] / (y * y);
+      }
+      break;
+    }
+    case STE:
+      for (int64_t k = 0; k < len; ++k) out[k] = g[k];
+      break;
+    case SIGMOID: {  // g * ((1 - s) * s * alpha), s = sigmoid(alpha*x)
+      const T k1 = T(a);
+      for (int64_t k = 0; k < len; ++k) {
+        T s = T(1) / (T(1) + std::exp(-(k1 * x[k])));
+        out[k] = g[k] * (((T(1) - s) * s) * k1);
+      }
+      break;
+    }
+    case TRIANGULAR: {  // where(x >= 0, -g*thr, g*thr)
+      const T k1 = T(a);
+      for (int64_t k = 0; k < len; ++k) {
+        T y = g[k] * k1;
+        out[k] = x[k] >= T(0) ? -y : y;
+      }
+      break;
+    }
+    case PW_QUAD: {  // g * max(alpha - alpha^2*|x|, 0)
+      const T k1 = T(a * a), k2 = T(a);
+      for (int64_t k = 0; k < len; ++k) {
+        T y = k2 - k1 * std::abs(x[k]);
+        out[k] = g[k] * (y < T(0) ? T(0) : y);
+      }
+      break;
+    }
+    case PW_EXP: {  // g * (alpha/2 * exp(-alpha*|x|))
+      const T k1 = T(-a), k2 = T(a / 2);
+      for (int64_t k = 0; k < len; ++k) out[k] = g[k] * (k2 * std::exp(k1 * std::abs(x[k])));
+      break;
+    }
+    case SOFT_SIGN: {  // g * 1 / (2*alpha*z*z), z = 1/alpha + |x|
+      const T k1 = T(1 / a), k2 = T(2 * a);
+      for (int64_t k = 0; k < len; ++k) {
+        T z = k1 + std::abs(x[k]);
+        out[k] = g[k] * (T(1) / ((k2 * z) * z));
+      }
+      break;
+    }
+    case SUPER_SPIKE: {  // g * alpha / (z*z), z = 1 + |x|
+      const T k1 = T(a);
+      for (int64_t k = 0; k < len; ++k) {
+        T z = T(1) + std::abs(x[k]);
+        out[k] = g[k] * ((T(1) / (z * z)) * k1);
+      }
+      break;
+    }
+    default: {  // ERF: g * (alpha/sqrt(pi) * exp(-(alpha*x)^2))
+      const T k1 = T(a), k2 = T(a / std::sqrt(M_PI));
+      for (int64_t k = 0; k < len; ++k) {
+        T z = k1 * x[k];
+        out[k] = g[k] * (k2 * std::exp(-z * z));
+      }
+      break;
+    }
+  }
+}
+
+template <typename T>
+struct FwdArgs {
+  const T *x, *v0, *i0, *leak, *th, *al;
+  T *spk, *h, *trace, *vT, *iT;
+  int64_t T_, N;
+};
+
+template <typename T>
+void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
+  T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK];
+  const int64_t base = b * a.N + n0;
+  const T* lk = a.leak + base;
+  const T* th = a.th + base;
+  const T* al = c.syn ? a.al + base : nullptr;
+  const T vr = T(c.vr);
+  for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
+  if (c.syn) for (int64_t k = 0; k < len; ++k) cur[k] = a.i0[base + k];
+  for (int64_t t = 0; t < a.T_; ++t) {
+    const int64_t off = (b * a.T_ + t) * a.N + n0;
+    const T* xt = a.x + off;
+    if (c.carried()) {
+      for (int64_t k = 0; k < len; ++k) d[k] = v[k] - th[k];
+      spikes_of(d, r, len, c.ge);
+      if (c.pre()) pre_reset(c, r, th, v, len);
+    }
+    const T* dr = xt;
+    if (c.syn) {
+      for (int64_t k = 0; k < len; ++k) cur[k] = al[k] * cur[k] + xt[k];
+      dr = cur;
+    }
+    switch (c.charge) {
+      case BETA:
+        for (int64_t k = 0; k < len; ++k) h[k] = lk[k] * v[k] + dr[k];
+        break;
+      case TAU:
+        for (int64_t k = 0; k < len; ++k) h[k] = v[k] - (v[k] - vr) / lk[k] + dr[k];
+        break;
+      case TAU_INPUT:
+        for (int64_t k = 0; k < len; ++k) h[k] = v[k] + (dr[k] - (v[k] - vr)) / lk[k];
+        break;
+      case RATE:
+        for (int64_t k = 0; k < len; ++k) h[k] = v[k] - (v[k] - vr) * lk[k] + dr[k];
+        break;
+      default:
+        for (int64_t k = 0; k < len; ++k) h[k] = v[k] + (dr[k] - (v[k] - vr)) * lk[k];
+        break;
+    }
+    if (c.carried() && !c.pre()) {
+      if (c.reset == SUBTRACT) {
+        for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * th[k];
+      } else if (c.vr == 0.0) {
+        for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * h[k];
+      } else {
+        for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * (h[k] - vr);
+      }
+    }
+    for (int64_t k = 0; k < len; ++k) d[k] = h[k] - th[k];
+    spikes_of(d, s, len, c.ge);
+    reset_of(c, h, s, r, th, v, len);
+    T* so = a.spk + off;
+    for (int64_t k = 0; k < len; ++k) so[k] = s[k];
+    if (a.h) {
+      T* ho = a.h + off;
+      for (int64_t k = 0; k < len; ++k) ho[k] = h[k];
+    }
+    if (a.trace) {
+      T* to = a.trace + off;
+      for (int64_t k = 0; k < len; ++k) to[k] = v[k];
+    }
+  }
+  for (int64_t k = 0; k < len; ++k) a.vT[base + k] = v[k];
+  if (c.syn) for (int64_t k = 0; k < len; ++k) a.iT[base + k] = cur[k];
+}
+
+template <typename T>
+struct BwdArgs {
+  const T *h, *gspk, *gvT, *giT, *gtr, *v0, *i0, *x, *leak, *th, *al;
+  T *gx, *gv0, *gi0;
+  double *gleak, *gth, *gal;
+  int64_t T_, N;
+};
+
+template <typename T>
+void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len,
+               std::vector<uint8_t>& rbuf, std::vector<T>& ibuf) {
+  T gv[BLK], gi[BLK], r[BLK], d[BLK], s[BLK], gs[BLK], ghr[BLK], sg[BLK], gh[BLK], gv1[BLK],
+      gd[BLK], vp[BLK], v1[BLK], hp[BLK], sp[BLK], rp[BLK];
+  double accl[BLK], acct[BLK], acca[BLK];
+  const int64_t Tn = a.T_, N = a.N;
+  const int64_t base = b * N + n0;
+  const T* lk = a.leak + base;
+  const T* th = a.th + base;
+  const T* al = c.syn ? a.al + base : nullptr;
+  const T vr = T(c.vr);
+  const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
+  const bool need_al = a.gal != nullptr;
+  const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
+  const bool need_i = need_drive || need_al;
+  for (int64_t k = 0; k < len; ++k) {
+    gv[k] = a.gvT ? a.gvT[base + k] : T(0);
+    gi[k] = (c.syn && a.giT) ? a.giT[base + k] : T(0);
+    accl[k] = 0.0;
+    acct[k] = 0.0;
+    acca[k] = 0.0;
+  }
+  // Forward scans: the carried resets of the compensated timings, the synaptic currents.
+  if (c.carried() && c.comp()) {
+    rbuf.resize(static_cast<size_t>(Tn * len));
+    for (int64_t k = 0; k < len; ++k) d[k] = a.v0[base + k] - th[k];
+    spikes_of(d, r, len, c.ge);
+    for (int64_t t = 0; t < Tn; ++t) {
+      const T* ht = a.h + (b * Tn + t) * N + n0;
+      for (int64_t k = 0; k < len; ++k) rbuf[t * len + k] = r[k] != T(0);
+      for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - th[k];
+      spikes_of(d, s, len, c.ge);
+      reset_of(c, ht, s, r, th, vp, len);
+      for (int64_t k = 0; k < len; ++k) d[k] = vp[k] - th[k];
+      spikes_of(d, r, len, c.ge);
+    }
+  }
+  if (need_i) {  // ibuf[t] = drive of step t (i_t, or x_t without a synapse); ibuf[-1] = i0
+    ibuf.resize(static_cast<size_t>((Tn + 1) * len));
+    T* ib = ibuf.data() + len;
+    for (int64_t k = 0; k < len; ++k) ibuf[k] = c.syn ? a.i0[base + k] : T(0);
+    for (int64_t t = 0; t < Tn; ++t) {
+      const T* xt = a.x + (b * Tn + t) * N + n0;
+      const T* prev = ib + (t - 1) * len;
+      T* cur = ib + t * len;
+      if (c.syn) {
+        for (int64_t k = 0; k < len; ++k) cur[k] = al[k] * prev[k] + xt[k];
+      } else {
+        for (int64_t k = 0; k < len; ++k) cur[k] = xt[k];
+      }
+    }
+  }
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const int64_t off = (b * Tn + t) * N + n0;
+    const T* ht = a.h + off;
+    // carried reset r_t and the previous step's h, s, r (for the previous stored membrane)
+    const bool need_prev = need_leak || (c.carried() && !c.comp());
+    if (need_prev) {
+      if (t > 0) {
+        const T* hq = a.h + off - N;
+        for (int64_t k = 0; k < len; ++k) hp[k] = hq[k];
+        for (int64_t k = 0; k < len; ++k) d[k] = hp[k] - th[k];
+        spikes_of(d, sp, len, c.ge);
+        if (c.carried() && c.comp()) {  // the delayed timings store h itself: rp unused
+          for (int64_t k = 0; k < len; ++k) rp[k] = T(rbuf[(t - 1) * len + k]);
+        }
+        reset_of(c, hp, sp, rp, th, vp, len);
+      } else {
+        for (int64_t k = 0; k < len; ++k) vp[k] = a.v0[base + k];
+      }
+    }
+    if (c.carried()) {
+      if (c.comp()) {
+        for (int64_t k = 0; k < len; ++k) r[k] = T(rbuf[t * len + k]);
+      } else {  // delayed: r_t = H(v_{t-1} - θ), v_{t-1} = h_{t-1} (or v0)
+        for (int64_t k = 0; k < len; ++k) d[k] = vp[k] - th[k];
+        spikes_of(d, r, len, c.ge);
+      }
+    }
+    for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - th[k];
+    spikes_of(d, s, len, c.ge);
+    if (a.gtr) {
+      const T* g = a.gtr + off;
+      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + g[k];
+    }
+    if (a.gspk) {
+      const T* g = a.gspk + off;
+      for (int64_t k = 0; k < len; ++k) gs[k] = g[k];
+    } else {
+      for (int64_t k = 0; k < len; ++k) gs[k] = T(0);
+    }
+    // same-step reset
+    if (c.delayed()) {
+      for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k];
+    } else if (c.reset == SUBTRACT) {
+      for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k];
+      if (!c.detach) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (-gv[k]) * th[k];
+      if (need_th) {
+        if (c.comp()) {
+          for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv[k]) * (s[k] - r[k]));
+        } else {
+          for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv[k]) * s[k]);
+        }
+      }
+    } else if (c.comp()) {  // zero, compensated
+      for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k] + (-(gv[k] * (s[k] - r[k])));
+      if (!c.detach) {
+        if (c.vr == 0.0) {
+          for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (-(gv[k] * ht[k]));
+        } else {
+          for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (-(gv[k] * (ht[k] - vr)));
+        }
+      }
+    } else {  // zero, immediate
+      for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k] * (T(1) - s[k]);
+      if (!c.detach) {
+        for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (gv[k] * vr + (-(gv[k] * ht[k])));
+      }
+    }
+    surrogate(c, d, gs, sg, len);
+    for (int64_t k = 0; k < len; ++k) gh[k] = ghr[k] + sg[k];
+    if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] -= double(sg[k]);
+    // carried reset after the charge
+    if (c.carried() && !c.pre()) {
+      if (c.reset == SUBTRACT) {
+        if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double((-gh[k]) * r[k]);
+      } else {
+        for (int64_t k = 0; k < len; ++k) gh[k] = gh[k] + (-(gh[k] * r[k]));
+      }
+    }
+    // the membrane before the charge (learnable leak only)
+    if (need_leak) {
+      for (int64_t k = 0; k < len; ++k) v1[k] = vp[k];
+      if (c.carried() && c.pre()) pre_reset(c, r, th, v1, len);
+    }
+    const T* drv = need_drive ? ibuf.data() + (t + 1) * len : nullptr;
+    // charge
+    switch (c.charge) {
+      case BETA:
+        for (int64_t k = 0; k < len; ++k) {
+          gv1[k] = gh[k] * lk[k];
+          gd[k] = gh[k];
+        }
+        if (need_leak) for (int64_t k = 0; k < len; ++k) accl[k] += double(gh[k] * v1[k]);
+        break;
+      case TAU:
+        for (int64_t k = 0; k < len; ++k) {
+          gv1[k] = gh[k] + (-gh[k]) / lk[k];
+          gd[k] = gh[k];
+        }
+        if (need_leak) {
+          for (int64_t k = 0; k < len; ++k)
+            accl[k] += double(gh[k] * (((v1[k] - vr) / lk[k]) / lk[k]));
+        }
+        break;
+      case TAU_INPUT:
+        for (int64_t k = 0; k < len; ++k) {
+          T ge = gh[k] / lk[k];
+          gv1[k] = gh[k] + (-ge);
+          gd[k] = ge;
+        }
+        if (need_leak) {
+          for (int64_t k = 0; k < len; ++k)
+            accl[k] += double((-gh[k]) * (((drv[k] - (v1[k] - vr)) / lk[k]) / lk[k]));
+        }
+        break;
+      case RATE:
+        for (int64_t k = 0; k < len; ++k) {
+          gv1[k] = gh[k] + (-gh[k]) * lk[k];
+          gd[k] = gh[k];
+        }
+        if (need_leak) {
+          for (int64_t k = 0; k < len; ++k) accl[k] += double((-gh[k]) * (v1[k] - vr));
+        }
+        break;
+      default:
+        for (int64_t k = 0; k < len; ++k) {
+          T ge = gh[k] * lk[k];
+          gv1[k] = gh[k] + (-ge);
+          gd[k] = ge;
+        }
+        if (need_leak) {
+          for (int64_t k = 0; k < len; ++k) accl[k] += double(gh[k] * (drv[k] - (v1[k] - vr)));
+        }
+        break;
+    }
+    if (c.syn) {
+      for (int64_t k = 0; k < len; ++k) gd[k] = gd[k] + gi[k];
+      if (need_al) {
+        const T* ip = ibuf.data() + t * len;  // i_{t-1}
+        for (int64_t k = 0; k < len; ++k) acca[k] += double(gd[k] * ip[k]);
+      }
+      for (int64_t k = 0; k < len; ++k) gi[k] = gd[k] * al[k];
+    }
+    if (a.gx) {
+      T* g = a.gx + off;
+      for (int64_t k = 0; k < len; ++k) g[k] = gd[k];
+    }
+    // carried reset before the charge
+    if (c.carried() && c.pre()) {
+      if (c.reset == SUBTRACT) {
+        if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv1[k]) * r[k]);
+      } else {
+        for (int64_t k = 0; k < len; ++k) gv1[k] = gv1[k] * (T(1) - r[k]);
+      }
+    }
+    for (int64_t k = 0; k < len; ++k) gv[k] = gv1[k];
+  }
+  if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
+  if (a.gi0) for (int64_t k = 0; k < len; ++k) a.gi0[base + k] = gi[k];
+  if (need_leak) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
+  if (need_th) for (int64_t k = 0; k < len; ++k) a.gth[base + k] = acct[k];
+  if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
+}
+
+// Items = B x ceil(N / BLK); problems under ~64k neuron-steps stay on the calling thread.
+template <typename F>
+void for_blocks(int64_t B, int64_t T_, int64_t N, const F& fn) {
+  const int64_t nb = (N + BLK - 1) / BLK;
+  const int64_t per_item = std::max<int64_t>(1, T_ * std::min<int64_t>(N, BLK));
+  const int64_t grain = std::max<int64_t>(1, 65536 / per_item);
+  at::parallel_for(0, B * nb, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t it = lo; it < hi; ++it) {
+      const int64_t b = it / nb, n0 = (it % nb) * BLK;
+      fn(b, n0, std::min<int64_t>(BLK, N - n0));
+    }
+  });
+}
+
+template <typename T>
+const T* ptr_or_null(const std::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined() && t->numel() > 0) ? t->data_ptr<T>() : nullptr;
+}
+
+void check(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t numel) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == dt &&
+                  t.numel() == numel,
+              "brain_ai lif: ", name, " must be a contiguous CPU tensor of the input dtype with ",
+              numel, " elements");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forward(
+    const at::Tensor& x, const at::Tensor& v0, const std::optional<at::Tensor>& i0,
+    const at::Tensor& leak, const at::Tensor& th, const std::optional<at::Tensor>& alpha,
+    c10::IntArrayRef cfg_list, double v_reset, double surrogate_param, bool save_h,
+    bool record_v) {
+  const Cfg c = parse(cfg_list, v_reset, surrogate_param);
+  TORCH_CHECK(x.dim() == 3, "brain_ai lif: x must be (B, T, N)");
+  const int64_t B = x.size(0), T_ = x.size(1), N = x.size(2);
+  const auto dt = x.scalar_type();
+  check(x, "x", dt, B * T_ * N);
+  check(v0, "v0", dt, B * N);
+  check(leak, "leak", dt, B * N);
+  check(th, "threshold", dt, B * N);
+  if (c.syn) {
+    TORCH_CHECK(i0.has_value() && alpha.has_value(), "brain_ai lif: synapse needs i0, alpha");
+    check(*i0, "i0", dt, B * N);
+    check(*alpha, "alpha", dt, B * N);
+  }
+  auto opts = x.options();
+  at::Tensor spk = at::empty({B, T_, N}, opts);
+  at::Tensor h = save_h ? at::empty({B, T_, N}, opts) : at::empty({0}, opts);
+  at::Tensor trace = (record_v && !c.delayed()) ? at::empty({B, T_, N}, opts) : at::empty({0}, opts);
+  at::Tensor vT = at::empty({B, N}, opts);
+  at::Tensor iT = c.syn ? at::empty({B, N}, opts) : at::empty({0}, opts);
+  AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
+    FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
+                        c.syn ? i0->data_ptr<scalar_t>() : nullptr,
+                        leak.data_ptr<scalar_t>(), th.data_ptr<scalar_t>(),
+                        c.syn ? alpha->data_ptr<scalar_t>() : nullptr,
+                        spk.data_ptr<scalar_t>(), save_h ? h.data_ptr<scalar_t>() : nullptr,
+                        trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
+                        vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
+                        T_, N};
+    for_blocks(B, T_, N, [&](int64_t b, int64_t n0, int64_t len) { fwd_block(c, a, b, n0, len); });
+  });
+  return {spk, h, vT, iT, trace};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_backward(
+    const at::Tensor& h, const std::optional<at::Tensor>& gspk,
+    const std::optional<at::Tensor>& gvT, const std::optional<at::Tensor>& giT,
+    const std::optional<at::Tensor>& gtr, const at::Tensor& v0,
+    const std::optional<at::Tensor>& i0, const std::optional<at::Tensor>& x,
+    const at::Tensor& leak, const at::Tensor& th, const std::optional<at::Tensor>& alpha,
+    c10::IntArrayRef cfg_list, double v_reset, double surr_param, bool need_x, bool need_v0,
+    bool need_i0, bool need_leak, bool need_th, bool need_alpha) {
+  const Cfg c = parse(cfg_list, v_reset, surr_param);
+  const int64_t B = h.size(0), T_ = h.size(1), N = h.size(2);
+  const auto dt = h.scalar_type();
+  check(h, "h", dt, B * T_ * N);
+  check(v0, "v0", dt, B * N);
+  check(leak, "leak", dt, B * N);
+  check(th, "threshold", dt, B * N);
+  if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, B * T_ * N);
+  if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, B * T_ * N);
+  if (gvT && gvT->numel()) check(*gvT, "grad v", dt, B * N);
+  const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
+  if (c.syn) {
+    check(*alpha, "alpha", dt, B * N);
+    check(*i0, "i0", dt, B * N);
+    if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
+  }
+  if (need_drive || (c.syn && need_alpha)) check(*x, "x", dt, B * T_ * N);
+  auto opts = h.options();
+  auto dopts = opts.dtype(at::kDouble);
+  at::Tensor empty = at::empty({0}, opts);
+  at::Tensor gx = need_x ? at::empty({B, T_, N}, opts) : empty;
+  at::Tensor gv0 = need_v0 ? at::empty({B, N}, opts) : empty;
+  at::Tensor gi0 = (c.syn && need_i0) ? at::empty({B, N}, opts) : empty;
+  at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor gt = need_th ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor ga = (c.syn && need_alpha) ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
+    BwdArgs<scalar_t> a{h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(gspk),
+                        ptr_or_null<scalar_t>(gvT), ptr_or_null<scalar_t>(giT),
+                        ptr_or_null<scalar_t>(gtr), v0.data_ptr<scalar_t>(),
+                        c.syn ? i0->data_ptr<scalar_t>() : nullptr, ptr_or_null<scalar_t>(x),
+                        leak.data_ptr<scalar_t>(), th.data_ptr<scalar_t>(),
+                        c.syn ? alpha->data_ptr<scalar_t>() : nullptr,
+                        need_x ? gx.data_ptr<scalar_t>() : nullptr,
+                        need_v0 ? gv0.data_ptr<scalar_t>() : nullptr,
+                        gi0.numel() ? gi0.data_ptr<scalar_t>() : nullptr,
+                        need_leak ? gl.data_ptr<double>() : nullptr,
+                        need_th ? gt.data_ptr<double>() : nullptr,
+                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N};
+    for_blocks(B, T_, N, [&](int64_t b, int64_t n0, int64_t len) {
+      thread_local std::vector<uint8_t> rbuf;
+      thread_local std::vector<scalar_t> ibuf;
+      bwd_block(c, a, b, n0, len, rbuf, ibuf);
+    });
+  });
+  return {gx, gv0, gi0, gl, gt, ga};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(brain_ai_kernels, m) {
+  m.def(
+      "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor leak, Tensor threshold, "
+      "Tensor? alpha, int[] cfg, float v_reset, float surrogate_param, bool save_h, "
+      "bool record_v) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "lif_backward(Tensor h, Tensor? grad_spikes, Tensor? grad_v, Tensor? grad_i, "
+      "Tensor? grad_trace, Tensor v0, Tensor? i0, Tensor? x, Tensor leak, Tensor threshold, "
+      "Tensor? alpha, int[] cfg, float v_reset, float surrogate_param, bool need_x, "
+      "bool need_v0, bool need_i0, bool need_leak, bool need_threshold, bool need_alpha) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(brain_ai_kernels, CPU, m) {
+  m.impl("lif_forward", &lif_forward);
+  m.impl("lif_backward", &lif_backward);
+}

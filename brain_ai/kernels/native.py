@@ -1,0 +1,265 @@
+r"""The native (C++) multi-step LIF op: compiled on first use, cached, registered as a torch op.
+
+``lif_native.cpp`` holds the time loop (OpenMP over batch x neuron blocks through
+``at::parallel_for``, bit-identical forward: ``-ffp-contract=off``). On first use it is
+compiled with the system C++ compiler against the installed torch's headers (no ninja, no
+build-time torch, no install step) into ``$BRAIN_AI_CACHE`` or ``~/.cache/brain_ai/kernels``,
+keyed by the source, torch version and CPU, and loaded with ``torch.ops.load_library``. A
+missing compiler or a failed build leaves :func:`available` ``False`` (:func:`load_error` says
+why) and the dispatcher runs the pure-PyTorch fused op instead.
+
+The ops ``brain_ai_kernels::lif_forward`` / ``lif_backward`` are registered through
+``torch.library`` with fake (meta) implementations and an autograd formula, so
+``torch.compile`` keeps a whole window as one opaque op instead of unrolling time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from brain_ai.core import surrogates as S
+from brain_ai.kernels.fused import FusedConfig
+
+__all__ = ["available", "build", "load_error", "native_config", "run_native"]
+
+_SOURCE = Path(__file__).with_name("lif_native.cpp")
+_CHARGES = {"beta": 0, "tau": 1, "tau_input": 2, "rate": 3, "rate_input": 4}
+_RESETS = {"subtract": 0, "zero": 1, "none": 2}
+_TIMINGS = {"immediate": 0, "delayed": 1, "delayed_pre": 2, "compensated": 3,
+            "compensated_pre": 4}
+# surrogate class -> (id in lif_native.cpp, name of its one parameter)
+_SURROGATES: dict[type, tuple[int, str | None]] = {
+    S.ATan: (0, "alpha"), S.FastSigmoid: (1, "slope"), S.STE: (2, None),
+    S.Sigmoid: (3, "alpha"), S.Triangular: (4, "threshold"), S.PiecewiseQuadratic: (5, "alpha"),
+    S.PiecewiseExp: (6, "alpha"), S.SoftSign: (7, "alpha"), S.SuperSpike: (8, "alpha"),
+    S.Erf: (9, "alpha"),
+}
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"tried": False, "ok": False, "error": None, "path": None}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("BRAIN_AI_CACHE")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return (base if root else base / "brain_ai") / "kernels"
+
+
+def _cpu_signature() -> str:
+    """Machine + CPU flags: a cache built with ``-march=native`` never crosses CPUs."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{flags}"
+
+
+def _compile_cmd(cxx: str, src: Path, out: Path, march: bool) -> list[str]:
+    from torch.utils import cpp_extension
+
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    cmd = [cxx, "-O3", "-std=c++17", "-fPIC", "-shared", "-ffp-contract=off", "-fopenmp",
+           "-fno-math-errno", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-DTORCH_API_INCLUDE_EXTENSION_H"]
+    if march:
+        cmd.append("-march=native")
+    for inc in cpp_extension.include_paths():
+        cmd += ["-isystem", inc]
+    cmd += ["-isystem", sysconfig.get_paths()["include"], str(src), "-o", str(out)]
+    for lib in cpp_extension.library_paths():
+        cmd += [f"-L{lib}", f"-Wl,-rpath,{lib}"]
+    cmd += ["-lc10", "-ltorch_cpu", "-ltorch"]
+    return cmd
+
+
+def build() -> Path:
+    """Compile ``lif_native.cpp`` into the cache (if not there yet); returns the library path.
+
+    Raises:
+        RuntimeError: no C++ compiler, or the build failed (the compiler's output attached).
+    """
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not cxx:
+        raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
+    src = _SOURCE.read_bytes()
+    key = hashlib.sha256(src + torch.__version__.encode() + _cpu_signature().encode()
+                         + cxx.encode()).hexdigest()[:16]
+    out_dir = _cache_dir()
+    out = out_dir / f"brain_ai_lif_{key}.so"
+    if out.exists():
+        return out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for march in (True, False):
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        proc = subprocess.run(_compile_cmd(cxx, _SOURCE, Path(tmp), march),
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            os.replace(tmp, out)  # atomic: concurrent builders never see a partial file
+            return out
+        os.unlink(tmp)
+        errors.append(proc.stderr[-4000:])
+    raise RuntimeError("building lif_native.cpp failed:\n" + "\n".join(errors))
+
+
+def _load() -> bool:
+    with _lock:
+        if _state["tried"]:
+            return _state["ok"]
+        _state["tried"] = True
+        if os.environ.get("BRAIN_AI_NO_NATIVE"):
+            _state["error"] = "disabled by $BRAIN_AI_NO_NATIVE"
+            return False
+        try:
+            path = build()
+            torch.ops.load_library(str(path))
+            _register_python_side()
+        except (RuntimeError, OSError) as err:
+            _state["error"] = str(err)
+            return False
+        _state["ok"], _state["path"] = True, path
+        return True
+
+
+def available() -> bool:
+    """Whether the native op is built and loaded (builds it on the first call)."""
+    return _load()
+
+
+def load_error() -> str | None:
+    """Why the native op is unavailable (``None`` when it loaded or was not tried)."""
+    return _state["error"]
+
+
+def native_config(c: FusedConfig, x: Tensor) -> list[int] | None:
+    """The op's integer config for ``c``, or ``None`` where the native op does not apply."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    surr = _SURROGATES.get(type(c.surrogate))
+    if surr is None:  # a user-defined surrogate: only the fused op calls its backward
+        return None
+    return [_CHARGES[c.charge], _RESETS[c.reset], _TIMINGS[c.timing], int(c.comparator == ">="),
+            int(c.synapse), int(c.detach_reset), surr[0]]
+
+
+def _surrogate_param(cfg: list[int]) -> tuple[int, str | None]:
+    for sid, name in _SURROGATES.values():
+        if sid == cfg[6]:
+            return sid, name
+    raise KeyError(cfg[6])
+
+
+def _is_delayed(cfg: list[int]) -> bool:
+    return cfg[2] in (1, 2) or cfg[1] == 2
+
+
+# ---------------------------------------------------------------- torch.library registration
+def _register_python_side() -> None:
+    """Fake implementations and the autograd formula of the C++ ops (once per process)."""
+    if getattr(_register_python_side, "done", False):
+        return
+    lib = "brain_ai_kernels"
+
+    @torch.library.register_fake(f"{lib}::lif_forward")
+    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param, save_h,
+                  record_v):
+        b, t, n = x.shape
+        full, empty = x.new_empty((b, t, n)), x.new_empty((0,))
+        return (full, x.new_empty((b, t, n)) if save_h else empty, x.new_empty((b, n)),
+                x.new_empty((b, n)) if cfg[4] else x.new_empty((0,)),
+                x.new_empty((b, t, n)) if record_v and not _is_delayed(cfg) else x.new_empty((0,)))
+
+    @torch.library.register_fake(f"{lib}::lif_backward")
+    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,
+                  surrogate_param, need_x, need_v0, need_i0, need_leak, need_threshold,
+                  need_alpha):
+        b, t, n = h.shape
+        d = h.new_empty((b, n), dtype=torch.float64)
+        none, dnone = h.new_empty((0,)), h.new_empty((0,), dtype=torch.float64)
+        return (h.new_empty((b, t, n)) if need_x else none, h.new_empty((b, n)) if need_v0 else none,
+                h.new_empty((b, n)) if (cfg[4] and need_i0) else none,
+                d if need_leak else dnone, d.clone() if need_threshold else dnone,
+                d.clone() if (cfg[4] and need_alpha) else dnone)
+
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
+        x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param, _, record_v = inputs
+        ctx.cfg, ctx.v_reset, ctx.record_v = list(cfg), v_reset, record_v
+        ctx.surrogate_param = surrogate_param
+        need_x_saved = (cfg[4] and ctx.needs_input_grad[5]) or (
+            ctx.needs_input_grad[3] and cfg[0] in (2, 4))
+        ctx.save_for_backward(output[1], v0, i0, x if need_x_saved else None, leak, threshold,
+                              alpha)
+
+    def backward(ctx, g_spk, g_h, g_v, g_i, g_tr):  # noqa: ANN001
+        h, v0, i0, x, leak, threshold, alpha = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        cfg = ctx.cfg
+        if ctx.record_v and _is_delayed(cfg):
+            g_tr = g_h  # the trace of the delayed timings is h itself
+        cont = [None if g is None else g.contiguous() for g in (g_spk, g_v, g_i, g_tr)]
+        gx, gv0, gi0, gl, gt, ga = torch.ops.brain_ai_kernels.lif_backward(
+            h, *cont, v0, i0, x, leak, threshold, alpha, cfg, ctx.v_reset,
+            ctx.surrogate_param, needs[0], needs[1], bool(cfg[4]) and needs[2], needs[3],
+            needs[4], bool(cfg[4]) and needs[5])
+        dt = h.dtype
+        return (gx if needs[0] else None, gv0 if needs[1] else None,
+                gi0 if (cfg[4] and needs[2]) else None, gl.to(dt) if needs[3] else None,
+                gt.to(dt) if needs[4] else None,
+                ga.to(dt) if (cfg[4] and needs[5]) else None,
+                None, None, None, None, None)
+
+    torch.library.register_autograd(f"{lib}::lif_forward", backward,
+                                    setup_context=setup_context)
+    _register_python_side.done = True  # type: ignore[attr-defined]
+
+
+def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
+               threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...] | None:
+    """The native op on the same inputs as :func:`brain_ai.kernels.fused.run_fused`.
+
+    Returns ``None`` (caller runs the fused op) when the native op is unavailable or does not
+    cover this call (non-CPU, dtype other than float32/float64, user-defined surrogate).
+    """
+    cfg = native_config(c, x)
+    if cfg is None or not available():
+        return None
+    b, steps = x.shape[0], x.shape[1]
+    feat = x.shape[2:]
+    n = 1
+    for f in feat:
+        n *= f
+    full = (b, *feat)
+
+    def flat(t: Tensor) -> Tensor:
+        return t.expand(full).reshape(b, n).contiguous()
+
+    _, pname = _surrogate_param(cfg)
+    sp = float(getattr(c.surrogate, pname)) if pname else 0.0
+    tensors = [x, v0, leak, threshold] + ([i0, alpha] if c.synapse else [])
+    save_h = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    spk, h, v_t, i_t, trace = torch.ops.brain_ai_kernels.lif_forward(
+        x.reshape(b, steps, n).contiguous(), flat(v0), flat(i0) if c.synapse else None,
+        flat(leak), flat(threshold), flat(alpha) if c.synapse else None, cfg, c.v_reset, sp,
+        save_h or (c.record_v and _is_delayed(cfg)), c.record_v)
+    outs = [spk.view(b, steps, *feat), v_t.view(full)]
+    if c.synapse:
+        outs.append(i_t.view(full))
+    if c.record_v:
+        outs.append((h if _is_delayed(cfg) else trace).view(b, steps, *feat))
+    return tuple(outs)

@@ -1,0 +1,384 @@
+"""The fast multi-step kernels equal the reference path (``lif_multi_step``).
+
+Forward: spikes, membranes (final and recorded) and synaptic currents are bit-identical
+(``torch.equal`` on the raw bits, so even the sign of zero matches). Gradients: the input and
+initial-state gradients within 1e-6 of the largest entry; parameter gradients (sums over batch
+and time of many terms, often cancelling) within 1e-6 of the sum of the absolute values of
+those terms, which the reference gives when each step gets its own copy of the parameter
+(:func:`contribution_scale`): a reordering of an fp32 sum of n terms moves it by about
+``n_eff·2^-24`` of that scale, whatever the cancellation.
+
+Kernels: ``fused`` (pure PyTorch) always; ``native`` (C++) unless no C++ compiler exists.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import Tensor
+
+from brain_ai.core import surrogates as S
+from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
+from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron
+from brain_ai.core.state import SpikingState
+from brain_ai.errors import ConfigError
+from brain_ai.kernels import fused_config, fused_multi_step, native
+from brain_ai.kernels.fused import run_fused
+
+B, T, N = 3, 50, 7
+SURROGATES = [S.ATan(), S.FastSigmoid(), S.STE(), S.Sigmoid(alpha=3.0), S.Triangular(),
+              S.PiecewiseQuadratic(alpha=0.8), S.PiecewiseExp(), S.SoftSign(), S.SuperSpike(),
+              S.Erf()]
+RESETS = ["subtract", "zero", "none"]
+TIMINGS = ["immediate", "delayed", "delayed_pre", "compensated", "compensated_pre"]
+CHARGES = ["beta", "tau", "tau_input", "rate", "rate_input"]
+
+
+def _has_compiler() -> bool:
+    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
+def kernels() -> list:
+    """``fused`` always; ``native`` skipped only when there is no C++ compiler at all."""
+    nat = pytest.param("native", marks=pytest.mark.skipif(
+        not _has_compiler(), reason="no C++ compiler: the native kernel cannot be built"))
+    return ["fused", nat]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _native_builds() -> None:
+    """Where a compiler exists the native op must build (a failure is a test failure)."""
+    if _has_compiler():
+        assert native.available(), native.load_error()
+
+
+def bits(t: Tensor) -> Tensor:
+    return t.detach().contiguous().view({4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+def assert_bitwise(a: Tensor, b: Tensor, what: str) -> None:
+    torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{what} differs")
+    assert torch.equal(bits(a), bits(b)), f"{what}: same values, different bits (signed zero?)"
+
+
+# ---------------------------------------------------------------- one configuration
+def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
+              timing: str = "immediate", comparator: str = ">",
+              surrogate: S.Surrogate | None = None, detach_reset: bool = False,
+              synapse: bool = False, learn: bool = True, per_neuron: bool = False,
+              v_reset: float = 0.0, dtype: torch.dtype = torch.float32, steps: int = T
+              ) -> tuple[LIFParams, Tensor, SpikingState, list[Tensor]]:
+    """Parameters, input, initial state and loss weights; firing ~5-50 %."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (N,) if per_neuron else ()
+
+    def rand(*size: int) -> Tensor:
+        return torch.rand(size, generator=g, dtype=torch.float64).to(dtype)
+
+    leak = {"beta": rand(*shape) * 0.5 + 0.45, "tau": rand(*shape) * 3 + 1.5,
+            "tau_input": rand(*shape) * 3 + 1.5}.get(charge, rand(*shape) * 0.5 + 0.2)
+    threshold = rand(*shape) * 0.5 + 0.75
+    alpha = rand(*shape) * 0.5 + 0.3 if synapse else None
+    gain = 1.5 if charge in ("tau_input", "rate_input") else 0.6
+    x = (rand(B, steps, N) * 1.4 - 0.2) * gain
+    v0 = rand(B, N) * 0.5
+    i0 = rand(B, N) * 0.3 if synapse else None
+    weights = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype)
+               for s in ((B, steps, N), (B, N), (B, steps, N), (B, N))]
+    p = LIFParams(
+        leak=leak.requires_grad_(learn), threshold=threshold.requires_grad_(learn),
+        surrogate=surrogate or S.ATan(), charge=charge, comparator=comparator, reset=reset,
+        reset_timing=timing, v_reset=v_reset, detach_reset=detach_reset,
+        alpha=None if alpha is None else alpha.requires_grad_(learn))
+    return p, x, SpikingState(v=v0, i=i0), weights
+
+
+def _loss(s: Tensor, st: SpikingState, trace: Tensor, w: list[Tensor]) -> Tensor:
+    loss = (s * w[0]).sum() + (st.v * w[1]).sum() + (trace * w[2]).sum()
+    return loss + (st.i * w[3]).sum() if st.i is not None else loss
+
+
+def _leaves(p: LIFParams) -> list[Tensor]:
+    return [t for t in (p.leak, p.threshold, p.alpha) if t is not None and t.requires_grad]
+
+
+def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
+        monkeypatch: pytest.MonkeyPatch) -> tuple[list[Tensor], list[Tensor]]:
+    """Forward values and gradients (x, v0, i0, then learnable parameters) of one kernel."""
+    x = x.clone().requires_grad_()
+    st = SpikingState(v=st.v.clone().requires_grad_(),
+                      i=None if st.i is None else st.i.clone().requires_grad_())
+    if kernel == "reference":
+        s, out, tr = lif_multi_step(x, st, p, ("v",))
+    else:
+        monkeypatch.setenv("BRAIN_AI_KERNEL", kernel)
+        res = fused_multi_step(x, st, p, ("v",))
+        assert res is not None, "the fused path must cover this configuration"
+        s, out, tr = res
+    fwd = [s, out.v, tr["v"]] + ([out.i] if out.i is not None else [])
+    ins = [x, st.v] + ([st.i] if st.i is not None else []) + _leaves(p)
+    grads = torch.autograd.grad(_loss(s, out, tr["v"], w), ins)
+    return [f.detach() for f in fwd], list(grads)
+
+
+def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor]
+                       ) -> list[Tensor]:
+    """Per learnable parameter: sum over steps and batch of |its gradient terms|."""
+    per_step: list[dict[str, Tensor]] = []
+    state = st
+    spikes, vs = [], []
+    for x_t in x.unbind(1):
+        copies = {name: getattr(p, name).detach().expand_as(x_t).clone().requires_grad_()
+                  for name in ("leak", "threshold", "alpha")
+                  if getattr(p, name) is not None and getattr(p, name).requires_grad}
+        s, state = lif_step(x_t, state, replace(p, **copies))
+        per_step.append(copies)
+        spikes.append(s)
+        vs.append(state.v)
+    loss = _loss(torch.stack(spikes, 1), state, torch.stack(vs, 1), w)
+    names = list(per_step[0])
+    flat = [c[n] for c in per_step for n in names]
+    grads = torch.autograd.grad(loss, flat, allow_unused=True)
+    scale = []
+    for j, name in enumerate(names):
+        total = sum((g.abs() for g in grads[j::len(names)] if g is not None),
+                    torch.zeros_like(x[:, 0]))
+        scale.append(total.sum_to_size(getattr(p, name).shape))
+    return scale
+
+
+def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingState,
+                             w: list[Tensor], monkeypatch: pytest.MonkeyPatch,
+                             tol: float = 1e-6) -> None:
+    ref_f, ref_g = run("reference", p, x, st, w, monkeypatch)
+    got_f, got_g = run(kernel, p, x, st, w, monkeypatch)
+    for name, a, b in zip(["spikes", "v_T", "v trace", "i_T"], got_f, ref_f):
+        assert_bitwise(a, b, name)
+    n_state = 2 + (st.i is not None)
+    for j in range(n_state):  # x, v0, i0: relative to the largest entry
+        err = (got_g[j] - ref_g[j]).abs().max() / ref_g[j].abs().max().clamp_min(1e-30)
+        assert err <= tol, f"grad {['x', 'v0', 'i0'][j]}: relative error {err:.3g}"
+    if len(ref_g) > n_state:
+        scales = contribution_scale(p, x, st, w)
+        for leaf, a, b, sc in zip(_leaves(p), got_g[n_state:], ref_g[n_state:], scales):
+            name = next(n for n in ("leak", "threshold", "alpha") if getattr(p, n) is leaf)
+            err = ((a - b).abs() / sc.clamp_min(1e-30)).max()
+            assert err <= tol, f"grad {name}: {err:.3g} of the sum of |terms| ({a} vs {b})"
+
+
+# ---------------------------------------------------------------- the matrix
+RULES = list(itertools.product(RESETS, TIMINGS, [">", ">="]))
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize(("reset", "timing", "comparator"), RULES,
+                         ids=[f"{r}-{t}-{c}" for r, t, c in RULES])
+def test_reset_timing_comparator(kernel: str, reset: str, timing: str, comparator: str,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reset x timing x comparator; surrogate, charge, synapse, detach, parameter shape
+    and v_reset cycle through their values across the 30 cases."""
+    k = RULES.index((reset, timing, comparator))
+    p, x, st, w = make_case(
+        k, charge=CHARGES[k % 5], reset=reset, timing=timing, comparator=comparator,
+        surrogate=SURROGATES[k % len(SURROGATES)], detach_reset=k % 4 == 1,
+        synapse=k % 3 == 2, per_neuron=k % 2 == 0, v_reset=0.0 if k % 5 else -0.1)
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: type(s).__name__)
+def test_every_surrogate(kernel: str, surrogate: S.Surrogate,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    p, x, st, w = make_case(3, surrogate=surrogate, per_neuron=True)
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("charge", CHARGES)
+@pytest.mark.parametrize("synapse", [False, True], ids=["cuba-off", "cuba-on"])
+@pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per-neuron"])
+def test_charge_synapse_learnable(kernel: str, charge: str, synapse: bool, per_neuron: bool,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Learnable leak, threshold and α, scalar or per-neuron, through every charge rule."""
+    p, x, st, w = make_case(11, charge=charge, synapse=synapse, per_neuron=per_neuron,
+                            reset="zero" if per_neuron else "subtract")
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+def test_frozen_parameters_and_float64(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    p, x, st, w = make_case(5, learn=False, synapse=True, timing="compensated")
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+    p, x, st, w = make_case(6, dtype=torch.float64, timing="delayed_pre", reset="zero")
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch, tol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("comparator", [">", ">="])
+def test_ties_follow_the_comparator(kernel: str, comparator: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """β = 0.5, θ = 1, inputs in quarters: h hits θ exactly (h = 1.0 with v = 0.5, x = 0.75),
+    so ``>`` and ``>=`` give different spikes; each kernel follows the reference bit for bit."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 5, (B, T, N), generator=g).float() * 0.25
+    p = LIFParams(leak=torch.tensor(0.5), threshold=torch.tensor(1.0), surrogate=S.ATan(),
+                  comparator=comparator, reset="zero")
+    st = SpikingState(v=torch.zeros(B, N))
+    w = [torch.randn(s, generator=g) for s in ((B, T, N), (B, N), (B, T, N), (B, N))]
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+    ties = sum(((h == 1.0).sum().item()) for h in _charged(x, p))
+    assert ties > 0
+    other = replace(p, comparator=">=" if comparator == ">" else ">")
+    monkeypatch.setenv("BRAIN_AI_KERNEL", kernel)
+    s1, s2 = fused_multi_step(x, st, p)[0], fused_multi_step(x, st, other)[0]  # type: ignore[index]
+    assert not torch.equal(s1, s2)  # guard: the tie rule changes the spikes here
+
+
+def _charged(x: Tensor, p: LIFParams) -> list[Tensor]:
+    v, hs = torch.zeros_like(x[:, 0]), []
+    for x_t in x.unbind(1):
+        h = p.leak * v + x_t
+        hs.append(h)
+        s = (h >= p.threshold) if p.comparator == ">=" else (h > p.threshold)
+        v = torch.where(s, torch.zeros_like(h), h)
+    return hs
+
+
+# ---------------------------------------------------------------- through the modules
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("chunk", [None, 7], ids=["full-bptt", "tbptt-7"])
+def test_module_truncated_bptt(kernel: str, chunk: int | None,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """LIFNeuron with learnable per-neuron β and θ and a synapse, in windows of 7 steps:
+    same spikes, state, membrane trace and parameter gradients as the reference."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.rand(B, T, N, generator=g) * 0.8
+
+    def go(k: str) -> tuple[list[Tensor], list[Tensor]]:
+        monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+        torch.manual_seed(0)
+        n = LIFNeuron(beta=torch.linspace(0.6, 0.95, N), threshold=torch.linspace(0.8, 1.2, N),
+                      alpha=0.5, learn_beta=True, learn_threshold=True, learn_alpha=True,
+                      reset="zero", reset_timing="delayed", features=N, chunk_size=chunk)
+        xi = x.clone().requires_grad_()
+        out = n(xi, return_details=True)
+        (out.spikes.sum() + out.membrane.square().sum() + out.state.i.sum()).backward()
+        return ([out.spikes, out.state.v, out.state.i, out.membrane],
+                [xi.grad, n.beta.grad, n.threshold.grad, n.alpha.grad])
+
+    ref_f, ref_g = go("reference")
+    got_f, got_g = go(kernel)
+    for a, b in zip(got_f, ref_f):
+        assert_bitwise(a, b, "forward")
+    for a, b in zip(got_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item())
+
+
+def test_default_kernel_is_used_by_sequence_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sequence mode goes through the fused op: one autograd node for the whole window."""
+    monkeypatch.delenv("BRAIN_AI_KERNEL", raising=False)
+    x = torch.rand(2, 20, 4, requires_grad=True)
+    spikes, _ = LIFNeuron(features=4)(x)
+    fn = spikes.grad_fn
+    while fn is not None and fn.name() in ("CatBackward0", "ViewBackward0"):
+        fn = fn.next_functions[0][0]  # snn_unroll's concatenation of windows, reshapes
+    assert fn is not None
+    assert "FusedLIF" in fn.name() or "lif_forward" in fn.name(), fn.name()
+
+
+# ---------------------------------------------------------------- what is not covered
+def _unsupported() -> list[tuple[str, LIFParams, SpikingState, tuple[str, ...]]]:
+    p = LIFParams(leak=torch.tensor(0.9), threshold=torch.tensor(1.0), surrogate=S.ATan())
+    v = torch.zeros(B, N)
+    z = torch.zeros(B, N)
+    return [
+        ("recurrent", replace(p, recurrent=lambda s: s), SpikingState(v=v, prev_spk=z), ()),
+        ("adaptive", replace(p, adapt_decay=torch.tensor(0.9), adapt_scale=torch.tensor(0.1)),
+         SpikingState(v=v, a=z), ()),
+        ("refractory", replace(p, refractory_steps=2), SpikingState(v=v, ref=z), ()),
+        ("delays", replace(p, delays=torch.zeros(N)),
+         SpikingState(v=v, spike_history=torch.zeros(B, 2, N)), ()),
+        ("graded", replace(p, graded=torch.tensor(2.0)), SpikingState(v=v), ()),
+        ("record-i", replace(p, alpha=torch.tensor(0.5)), SpikingState(v=v, i=z), ("i",)),
+        ("param-bigger-than-state", replace(p, threshold=torch.ones(2, B, N)),
+         SpikingState(v=v), ()),
+    ]
+
+
+@pytest.mark.parametrize(("name", "p", "st", "record"), _unsupported(),
+                         ids=[u[0] for u in _unsupported()])
+def test_unsupported_returns_none(name: str, p: LIFParams, st: SpikingState,
+                                  record: tuple[str, ...],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "fused")
+    x = torch.rand(B, 5, N)
+    assert fused_config(x, st, p, record) is None
+    assert fused_multi_step(x, st, p, record) is None
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AdaptiveLIFNeuron(features=N),
+    lambda: RecurrentLIFNeuron(features=N, recurrent="one_to_one"),
+    lambda: LIFNeuron(features=N, refractory_steps=2),
+    lambda: LIFNeuron(features=N, graded_spikes_factor=2.0),
+], ids=["adaptive", "recurrent", "refractory", "graded"])
+def test_unsupported_neurons_run_the_reference(make, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(B, 12, N, generator=torch.Generator().manual_seed(4)) * 2
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "fused")
+    torch.manual_seed(0)
+    s_fused, st_fused = make()(x)
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "reference")
+    torch.manual_seed(0)
+    s_ref, st_ref = make()(x)
+    assert_bitwise(s_fused, s_ref, "spikes")
+    assert_bitwise(st_fused.v, st_ref.v, "v")
+
+
+def test_reference_kernel_and_bad_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    p, x, st, _ = make_case(0)
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "reference")
+    assert fused_multi_step(x, st, p) is None
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "cuda-magic")
+    with pytest.raises(ConfigError, match="BRAIN_AI_KERNEL"):
+        fused_multi_step(x, st, p)
+
+
+class _MySurrogate(S.Surrogate):
+    def derivative(self, x: Tensor) -> Tensor:
+        return 1.0 / (1.0 + x.abs())
+
+
+def test_user_surrogate_runs_on_the_fused_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A surrogate the C++ op does not know: ``native`` hands the call to ``fused``."""
+    p, x, st, w = make_case(8, surrogate=_MySurrogate())
+    assert_matches_reference("native" if _has_compiler() else "fused", p, x, st, w, monkeypatch)
+
+
+# ---------------------------------------------------------------- memory and no-grad
+def test_saves_one_tensor_per_neuron_step() -> None:
+    """The autograd node keeps h (B, T, N) and the O(B·N) state/parameters, nothing else."""
+    p, x, st, _ = make_case(0, learn=True)
+    x = x.requires_grad_()
+    c = fused_config(x, st, p, ())
+    assert c is not None
+    out = run_fused(c, x, st.v, st.i, p.leak, p.threshold, p.alpha)
+    saved = [t for t in out[0].grad_fn.saved_tensors if t is not None]
+    big = [t for t in saved if t.numel() >= B * T * N]
+    assert len(big) == 1 and big[0].shape == x.shape
+    assert sum(t.numel() for t in saved) <= B * T * N + 4 * B * N
+
+
+@pytest.mark.parametrize("kernel", kernels())
+def test_no_grad_forward_is_identical(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    p, x, st, _ = make_case(1, timing="compensated_pre", synapse=True)
+    monkeypatch.setenv("BRAIN_AI_KERNEL", kernel)
+    with torch.no_grad():
+        s, out, tr = fused_multi_step(x, st, p, ("v",))  # type: ignore[misc]
+        s_ref, out_ref, tr_ref = lif_multi_step(x, st, p, ("v",))
+    assert s.grad_fn is None
+    for a, b in [(s, s_ref), (out.v, out_ref.v), (out.i, out_ref.i), (tr["v"], tr_ref["v"])]:
+        assert_bitwise(a, b, "no-grad forward")
