@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from brain_ai.core import rules
+from brain_ai.core.surrogates import SURROGATE_NAMES
 from brain_ai.errors import ConfigError
 
 __all__ = [
@@ -25,13 +27,10 @@ __all__ = [
 ]
 
 _NEURONS = ("lif", "adaptive", "recurrent", "advanced")
-_RESETS = ("subtract", "zero", "none")
-_TIMINGS = ("immediate", "delayed", "delayed_pre", "compensated", "compensated_pre")
-_COMPARATORS = (">", ">=")
-_SURROGATES = (
-    "atan", "fast_sigmoid", "ste", "sigmoid", "triangular",
-    "piecewise_quadratic", "piecewise_exp", "soft_sign", "super_spike", "erf",
-)
+_RESETS = rules.ALLOWED["reset"]
+_TIMINGS = rules.ALLOWED["reset_timing"]
+_COMPARATORS = rules.ALLOWED["comparator"]
+_SURROGATES = tuple(SURROGATE_NAMES)
 _DTYPE_POLICIES = ("float32", "input")
 
 

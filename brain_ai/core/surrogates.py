@@ -41,6 +41,7 @@ from brain_ai.errors import ConfigError
 
 __all__ = [
     "STE",
+    "SURROGATE_NAMES",
     "ATan",
     "Erf",
     "FastSigmoid",
@@ -269,7 +270,7 @@ class Erf(Surrogate):
         return (self.alpha / math.sqrt(math.pi)) * torch.exp(-z * z)
 
 
-_BY_NAME: dict[str, type[Surrogate]] = {
+SURROGATE_NAMES: dict[str, type[Surrogate]] = {
     cls.name: cls
     for cls in (ATan, FastSigmoid, STE, Sigmoid, Triangular, PiecewiseQuadratic, PiecewiseExp,
                 SoftSign, SuperSpike, Erf)
@@ -278,10 +279,10 @@ _BY_NAME: dict[str, type[Surrogate]] = {
 
 def surrogate_from_name(name: str, scale: float | None = None) -> Surrogate:
     """Build a surrogate from its name (``"atan"``, ...); ``scale`` sets alpha/slope/threshold."""
-    cls = _BY_NAME.get(name)
+    cls = SURROGATE_NAMES.get(name)
     if cls is None:
         raise ConfigError("surrogate_from_name", "unknown surrogate", got=repr(name),
-                          expected=" | ".join(sorted(_BY_NAME)),
+                          expected=" | ".join(sorted(SURROGATE_NAMES)),
                           hint="or pass a Surrogate instance directly")
     if scale is None or cls is STE:
         return cls()
