@@ -5,9 +5,18 @@ Every supported SpikingJelly (SJ) neuron is a :class:`~brain_ai.core.neurons.LIF
 SJ's rules (:mod:`brain_ai.core.rules`): comparator ``">="`` (ties fire), reset timing
 ``"immediate"`` (SJ's ``v`` is post-reset), SJ's charge expression in SJ's operation order,
 and the ``_ops`` surrogate-gradient formulas. On fp32 CPU the spikes and the membrane
-(SJ ``v_seq``) are bit-identical; gradients agree to the last bit for IF/LIF/PLIF and within
-float rounding (≲1e-7 relative) for ``CUBALIFNode``, which calls the surrogate *class* (its
-association order differs from ``_ops`` for some surrogates).
+(SJ ``v_seq``) are bit-identical in both step modes; gradients agree within 1e-6 relative
+(bit for bit on brain_ai's step path; ≈1e-7 where brain_ai's fused sequence kernel or SJ's
+``CUBALIFNode``, which calls the surrogate *class*, sums in another order). Other dtypes: SJ
+keeps python-float θ/τ at full precision, brain_ai stores them as fp32 tensors, so fp64 runs
+are close, not exact.
+
+Public API: :func:`from_spikingjelly` / :func:`to_spikingjelly` (neurons),
+:func:`surrogate_from_spikingjelly` / :func:`surrogate_to_spikingjelly`,
+:func:`state_from_spikingjelly` / :func:`state_to_spikingjelly` (explicit state, nothing left
+on the module), :func:`run_spikingjelly` (an SJ node driven batch-first, like a brain_ai
+neuron), :func:`migrate` (whole ``nn.Sequential`` models -> :class:`SpikingSequential`) and
+:func:`verify_spikingjelly_migration` (the migration report).
 
 The mapping table (the only place peer parameters are mapped; both directions read it):
 
@@ -299,25 +308,24 @@ def from_spikingjelly(node: nn.Module) -> LIFNeuron:
     w: Tensor | None = None
     if rule.leak is None:  # integrate-and-fire: 1·v + x == v + x exactly
         kwargs.update(beta=1.0, beta_clamp=(0.0, 1.0))
-    elif rule.leak == "tau":
-        kwargs["tau"] = _scalar(where, "tau", node.tau)
-    elif rule.leak == "w":
-        w = node.w
-        if not isinstance(w, Tensor) or w.dim() != 0:
-            raise ConversionError(where, "ParametricLIFNode.w must be a 0-dim tensor",
-                                  got=getattr(w, "shape", w), expected="shape ()",
-                                  hint="SJ shares one w across the layer")
-        # placeholder τ; w itself is copied below
-        kwargs.update(tau=2.0, learn_tau=bool(w.requires_grad))
-    else:  # CUBALIF: v' = v·v_decay + c',  c' = c·c_decay + x
+    elif rule.synapse is not None:  # CUBALIF: c' = c·c_decay + x,  h = v·v_decay + c'
         beta = _scalar(where, rule.leak, getattr(node, rule.leak))
-        alpha = _scalar(where, rule.synapse or "", getattr(node, rule.synapse or ""))
+        alpha = _scalar(where, rule.synapse, getattr(node, rule.synapse))
         for name, value in ((rule.leak, beta), (rule.synapse, alpha)):
             if not 0.0 <= value <= 1.0:
                 raise ConversionError(where, f"CUBALIFNode.{name} outside [0, 1]",
                                       got=value, expected=f"0 <= {name} <= 1",
                                       hint="brain_ai clamps decays to [0, 1] at use")
         kwargs.update(beta=beta, beta_clamp=(0.0, 1.0), alpha=alpha)
+    elif rule.leak == "tau":
+        kwargs["tau"] = _scalar(where, "tau", node.tau)
+    else:  # PLIF: w is copied below; τ = 2 only builds the parameter slot
+        w = node.w
+        if not isinstance(w, Tensor) or w.dim() != 0:
+            raise ConversionError(where, "ParametricLIFNode.w must be a 0-dim tensor",
+                                  got=getattr(w, "shape", w), expected="shape ()",
+                                  hint="SJ shares one w across the layer")
+        kwargs.update(tau=2.0, learn_tau=bool(w.requires_grad))
     try:
         neuron = LIFNeuron(**kwargs)
     except ValueError as exc:
@@ -334,9 +342,9 @@ def from_spikingjelly(node: nn.Module) -> LIFNeuron:
 # ============================================================================ brain_ai -> SJ
 
 
-def _buffer_scalar(where: str, neuron: nn.Module, name: str, value: Tensor,
-                   learnable_ok: bool = False) -> float:
-    if isinstance(value, nn.Parameter) and not learnable_ok:
+def _neuron_scalar(where: str, name: str, value: Tensor) -> float:
+    """A non-learnable, single-valued neuron tensor as the Python float SJ wants."""
+    if isinstance(value, nn.Parameter):
         raise ConversionError(where, f"a learnable {name} has no SpikingJelly counterpart",
                               got=f"{name} is an nn.Parameter", expected="a buffer",
                               hint=f"construct the neuron with learn_{name}=False, or use "
@@ -389,44 +397,48 @@ def to_spikingjelly(neuron: LIFNeuron, *, step_mode: str = "s", store_v_seq: boo
         raise ConversionError(where, f"reset={neuron.reset!r} does not exist in SJ",
                               got=neuron.reset, expected="'zero' | 'subtract'",
                               hint="SJ nodes always reset (v_reset float: zero; None: subtract)")
-    if neuron.refractory_steps or neuron.graded_spikes_factor is not None:
-        raise ConversionError(where, "refractory periods and graded spikes do not exist in SJ",
-                              got=f"refractory_steps={neuron.refractory_steps}, graded="
-                                  f"{neuron.graded_spikes_factor is not None}",
-                              expected="refractory_steps=0, graded_spikes_factor=1",
-                              hint="remove them before converting")
-    threshold = _buffer_scalar(where, neuron, "threshold", neuron.threshold)
+    extras = {"refractory_steps": neuron.refractory_steps or None,
+              "graded_spikes_factor": neuron.graded_spikes_factor,
+              "input_gain": getattr(neuron, "input_gain", None)}
+    extras = {k: v for k, v in extras.items() if v is not None}
+    if extras:
+        raise ConversionError(where, f"{', '.join(extras)} do(es) not exist in SJ",
+                              got=", ".join(f"{k} set" for k in extras),
+                              expected="refractory_steps=0, graded_spikes_factor=1, "
+                                       "input_gain=None",
+                              hint="remove them before converting (fold an input gain into "
+                                   "the preceding layer's weights)")
+    threshold = _neuron_scalar(where, "threshold", neuron.threshold)
     surrogate = surrogate_to_spikingjelly(neuron.surrogate)
     soft = neuron.reset == "subtract"
     v_reset = neuron.v_reset
     common: dict[str, Any] = dict(v_threshold=threshold, v_reset=None if soft else v_reset,
                                   surrogate_function=surrogate,
                                   detach_reset=neuron.detach_reset)
-    rule = next(r for r in NODE_TABLE if r.charge == neuron.charge)
     node: nn.Module
     if neuron.charge == "beta":
         node = _beta_to_node(where, neuron, common, threshold)
-    else:
+    else:  # LIFNode / ParametricLIFNode: the table row of this charge gives class and option
+        rule = next(r for r in NODE_TABLE if r.charge == neuron.charge)
         if soft and v_reset != 0.0:
             raise ConversionError(where, "a soft-reset τ/rate charge decays toward v_reset, "
                                   "SJ's toward 0", got=f"v_reset={v_reset}", expected="0.0",
                                   hint="use v_reset=0.0 with reset='subtract'")
-        decay_input = neuron.charge in ("tau_input", "rate_input")
         if rule.leak == "tau":
-            tau = _buffer_scalar(where, neuron, "tau", neuron.tau)
+            tau = _neuron_scalar(where, "tau", neuron.tau)
             if not tau > 1.0:
                 raise ConversionError(where, "SJ LIFNode needs tau > 1", got=tau,
                                       expected="tau > 1", hint="tau = 1 is IFNode-like; "
                                       "use charge='beta', beta=1")
-            node = sj_neuron.LIFNode(tau=tau, decay_input=decay_input, **common)
+            node = rule.sj_class(tau=tau, decay_input=rule.decay_input, **common)
         else:
             w = neuron.w
             if w.numel() != 1:
                 raise ConversionError(where, "per-neuron PLIF w has no SpikingJelly counterpart",
                                       got=f"shape {tuple(w.shape)}", expected="a scalar",
                                       hint="SJ's ParametricLIFNode has one w per layer")
-            node = sj_neuron.ParametricLIFNode(init_tau=2.0, decay_input=decay_input, **common)
-            node.w = nn.Parameter(w.detach().reshape(()).clone(),
+            node = rule.sj_class(init_tau=2.0, decay_input=rule.decay_input, **common)
+            node.w = nn.Parameter(w.detach().reshape(()).clone(),  # copied bit for bit
                                   requires_grad=isinstance(w, nn.Parameter))
     node.step_mode = step_mode
     node.store_v_seq = store_v_seq
@@ -440,9 +452,9 @@ def _beta_to_node(where: str, neuron: LIFNeuron, common: dict[str, Any],
         raise ConversionError(where, "a sigmoid-parameterized β has no SpikingJelly counterpart",
                               got="beta_param='sigmoid'", expected="'clamp'",
                               hint="construct with beta_param='clamp'")
-    beta = _buffer_scalar(where, neuron, "beta", neuron.leak())
+    beta = _neuron_scalar(where, "beta", neuron.leak())
     if isinstance(neuron.beta, nn.Parameter):
-        _buffer_scalar(where, neuron, "beta", neuron.beta)  # raises: learnable
+        _neuron_scalar(where, "beta", neuron.beta)  # raises: learnable
     soft = neuron.reset == "subtract"
     if neuron.alpha is None and beta == 1.0:
         if not soft:
@@ -459,9 +471,9 @@ def _beta_to_node(where: str, neuron: LIFNeuron, common: dict[str, Any],
                                        "(HalfThresholdIFNode)",
                               hint="or start SJ from an explicit state_to_spikingjelly(...)")
     if neuron.alpha is not None:
-        alpha = _buffer_scalar(where, neuron, "alpha", neuron.alpha.clamp(0.0, 1.0))
+        alpha = _neuron_scalar(where, "alpha", neuron.alpha.clamp(0.0, 1.0))
         if isinstance(neuron.alpha, nn.Parameter):
-            _buffer_scalar(where, neuron, "alpha", neuron.alpha)  # raises: learnable
+            _neuron_scalar(where, "alpha", neuron.alpha)  # raises: learnable
     else:
         alpha = 0.0  # c' = 0·c + x = x exactly
     if soft and neuron.v_reset != 0.0:
@@ -620,6 +632,7 @@ class _Entry:
     module: nn.Module
     kind: str  # "neuron" | "wrapper" | "plain" | "dropout"
     mode: str | None  # step mode the entry fixes for the model ("s"/"m"), None = any
+    contained: bool = False  # inside an SJ container (sees one step or folded time)
 
 
 def _walk(where: str, seq: nn.Module, prefix: str, context: str | None
@@ -645,7 +658,7 @@ def _walk(where: str, seq: nn.Module, prefix: str, context: str | None
                                           got=type(e.module).__name__,
                                           expected="stateless layers only",
                                           hint="put neurons outside SeqToANNContainer")
-                yield _Entry(e.path, e.module, e.kind, "m" if inner != "single" else "s")
+                yield _Entry(e.path, e.module, e.kind, "m" if inner != "single" else "s", True)
         elif type(m) is nn.Sequential:
             yield from _walk(where, m, f"{path}.", context)
         elif any(type(m) is r.sj_class for r in NODE_TABLE):
@@ -708,7 +721,7 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
     entries = list(_walk(where, nn.Sequential(OrderedDict([("_", model)])) if wrapper
                          else model, "", None))
     if wrapper:
-        entries = [_Entry(e.path[2:], e.module, e.kind, e.mode) for e in entries]
+        entries = [_Entry(e.path[2:], e.module, e.kind, e.mode, e.contained) for e in entries]
     modes = {e.mode for e in entries if e.mode is not None}
     if len(modes) > 1:
         raise ConversionError(where, "the model mixes single-step and multi-step layers",
@@ -718,8 +731,8 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
     mode = modes.pop() if modes else "s"
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for e in entries:
-        top_level_plain = e.kind == "plain" and "." not in e.path
-        if mode == "m" and top_level_plain and type(e.module) not in _ELEMENTWISE:
+        if (mode == "m" and e.kind == "plain" and not e.contained
+                and type(e.module) not in _ELEMENTWISE):
             raise ConversionError(where, f"{e.path}: plain {type(e.module).__name__} at the top "
                                   "level of a multi-step model sees (T, B, ...)",
                                   got=type(e.module).__name__,

@@ -58,6 +58,15 @@ def _x(cfg: NeuronConfig, seed: int = 0) -> torch.Tensor:
     return torch.randn(B, T, N, generator=g) * cfg.std + cfg.mean
 
 
+def _cfg(family: str, label: str) -> NeuronConfig:
+    return next(c for c in NEURON_CONFIGS if c.family == family and c.label == label)
+
+
+LIF_CFG = _cfg("LIFNode", "decay_input-hard-tau3.3")
+PLIF_CFG = _cfg("ParametricLIFNode", "decay_input-hard-tau3.0")
+CUBA_CFG = _cfg("CUBALIFNode", "soft-detach")
+
+
 def _assert_bit_exact(run) -> None:
     assert_close(run.spikes_ba, run.spikes_sj, rtol=0, atol=0)
     assert_close(run.v_ba, run.v_sj, rtol=0, atol=0)
@@ -91,7 +100,7 @@ def test_neuron_bit_exact(cfg: NeuronConfig, direction: str, step_mode: str) -> 
 
 def test_step_modes_agree_in_spikingjelly_and_brain_ai() -> None:
     """SJ 's' and 'm' give the same bits, and so do brain_ai step and sequence."""
-    cfg = NEURON_CONFIGS[5]  # LIFNode decay_input hard tau=3.3
+    cfg = LIF_CFG
     x = _x(cfg)
     node = cfg.sj()
     neuron = from_spikingjelly(node)
@@ -253,8 +262,7 @@ def test_tie_rule_inputs_hitting_threshold_fire_in_both() -> None:
 # ================================================================= state bridging
 
 
-@pytest.mark.parametrize("cfg", [NEURON_CONFIGS[5], NEURON_CONFIGS[13], NEURON_CONFIGS[-1]],
-                         ids=lambda c: c.family)
+@pytest.mark.parametrize("cfg", [LIF_CFG, PLIF_CFG, CUBA_CFG], ids=lambda c: c.family)
 @pytest.mark.parametrize("step_mode", ["s", "m"])
 def test_stream_continues_across_frameworks(cfg: NeuronConfig, step_mode: str) -> None:
     """First half in SJ, second half in brain_ai from SJ's state (and the reverse) equals
@@ -352,6 +360,7 @@ SJ_RULES = {"comparator": ">=", "beta_clamp": (0.0, 1.0)}
     (LIFNeuron(beta=0.5, surrogate=FastSigmoid(), comparator=">="), "FastSigmoid"),
     (LIFNeuron(beta=0.5, refractory_steps=2, comparator=">="), "refractory"),
     (LIFNeuron(beta=0.5, graded_spikes_factor=2.0, comparator=">="), "graded"),
+    (LIFNeuron(beta=0.5, input_gain=2.0, comparator=">="), "input_gain"),
     (LIFNeuron(beta=1.0, beta_clamp=(0.0, 1.0), reset="subtract", v_reset=0.3,
                comparator=">="), "starting at v_reset"),
     (LIFNeuron(beta=0.5, beta_param="sigmoid", comparator=">="), "sigmoid-parameterized"),
@@ -486,6 +495,8 @@ class _Custom(nn.Module):
      "mixes single-step and multi-step"),
     (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), sj_neuron.IFNode(step_mode="m")),
      "plain Conv2d at the top level"),
+    (lambda: nn.Sequential(nn.Sequential(nn.Conv2d(1, 1, 3)), sj_neuron.IFNode(step_mode="m")),
+     "0.0: plain Conv2d"),
     (lambda: nn.Sequential(sj_layer.Linear(3, 3), sj_layer.Dropout(0.5)),
      "Dropout keeps one mask"),
     (lambda: nn.Sequential(sj_layer.SeqToANNContainer(nn.Linear(3, 3), sj_neuron.IFNode())),
@@ -511,7 +522,7 @@ def test_dropout_identity_is_opt_in_and_exact_in_eval() -> None:
 
 def test_no_warnings_or_nans_in_a_long_run() -> None:
     """T = 300 in 'm' mode stays exact (no drift)."""
-    cfg = NEURON_CONFIGS[13]  # PLIF
+    cfg = PLIF_CFG
     x = torch.randn(4, 300, 16, generator=torch.Generator().manual_seed(5)) * cfg.std + cfg.mean
     node = cfg.sj()
     run = paired_run(node, from_spikingjelly(node), x, "m")

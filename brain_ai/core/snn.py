@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
-from brain_ai.core.axes import TIME_DIM
+from brain_ai.core.axes import TIME_DIM, batch_to_time_first, time_to_batch_first
 from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, compute_snn_metrics
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
@@ -55,10 +55,14 @@ NetState = tuple[SpikingState | None, ...]
 
 
 def fold_time(module: nn.Module, x: Tensor) -> Tensor:
-    """Apply a stateless ``module`` to ``(B, T, ...)`` by folding time into the batch."""
+    """Apply a stateless ``module`` to ``(B, T, ...)`` by folding time into the batch.
+
+    The fold is time-major (``T·B`` rows, as SpikingJelly's ``SeqToANNContainer``): weight
+    gradients then sum over the same row order as the peer's, bit for bit. Costs one copy.
+    """
     b, t = x.shape[0], x.shape[TIME_DIM]
-    y = module(x.flatten(0, 1))
-    return y.unflatten(0, (b, t))
+    y = module(batch_to_time_first(x).flatten(0, 1))
+    return time_to_batch_first(y.unflatten(0, (t, b)))
 
 
 @dataclass(eq=False)

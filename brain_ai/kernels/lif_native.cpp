@@ -477,18 +477,173 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
 }
 
-// Items = B x ceil(N / BLK); problems under ~64k neuron-steps stay on the calling thread.
+// Items = B x ceil(N / blk); problems under ~64k neuron-steps stay on the calling thread.
 template <typename F>
-void for_blocks(int64_t B, int64_t T_, int64_t N, const F& fn) {
-  const int64_t nb = (N + BLK - 1) / BLK;
-  const int64_t per_item = std::max<int64_t>(1, T_ * std::min<int64_t>(N, BLK));
+void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
+  const int64_t nb = (N + blk - 1) / blk;
+  const int64_t per_item = std::max<int64_t>(1, T_ * std::min<int64_t>(N, blk));
   const int64_t grain = std::max<int64_t>(1, 65536 / per_item);
   at::parallel_for(0, B * nb, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t it = lo; it < hi; ++it) {
-      const int64_t b = it / nb, n0 = (it % nb) * BLK;
-      fn(b, n0, std::min<int64_t>(BLK, N - n0));
+      const int64_t b = it / nb, n0 = (it % nb) * blk;
+      fn(b, n0, std::min<int64_t>(blk, N - n0));
     }
   });
+}
+
+// ---------------------------------------------------------------- fast paths
+// The common case, one loop per step with every rule fixed at compile time: charge "beta",
+// no carried reset (timing "immediate", or reset "none"), no synapse; backward also without
+// learnable leak/threshold. Same operations in the same order as the generic blocks above.
+constexpr int64_t FAST_BLK = 256;
+
+bool fast_fwd_ok(const Cfg& c) { return c.charge == BETA && !c.carried() && !c.syn; }
+
+template <typename T, int64_t RS>
+void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
+  T v[FAST_BLK];
+  const int64_t base = b * a.N + n0;
+  const T* __restrict lk = a.leak + base;
+  const T* __restrict th = a.th + base;
+  const T vr = T(c.vr);
+  const bool ge = c.ge;
+  for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
+  for (int64_t t = 0; t < a.T_; ++t) {
+    const int64_t off = (b * a.T_ + t) * a.N + n0;
+    const T* __restrict xt = a.x + off;
+    T* __restrict so = a.spk + off;
+    T* __restrict ho = a.h ? a.h + off : nullptr;
+    T* __restrict to = a.trace ? a.trace + off : nullptr;
+    for (int64_t k = 0; k < len; ++k) {
+      const T hh = lk[k] * v[k] + xt[k];
+      const T d = hh - th[k];
+      const T sk = ge ? (d >= T(0) ? T(1) : T(0)) : (d > T(0) ? T(1) : T(0));
+      T vn;
+      if constexpr (RS == SUBTRACT) {
+        vn = hh - sk * th[k];
+      } else if constexpr (RS == ZERO) {
+        vn = sk * vr + (T(1) - sk) * hh;
+      } else {
+        vn = hh;
+      }
+      v[k] = vn;
+      so[k] = sk;
+      if (ho) ho[k] = hh;
+      if (to) to[k] = vn;
+    }
+  }
+  for (int64_t k = 0; k < len; ++k) a.vT[base + k] = v[k];
+}
+
+// Surrogate functors (same formulas and order as surrogate() above).
+template <typename T, int64_t S>
+struct SurrFn {
+  T k1, k2;
+  explicit SurrFn(double a) {
+    if constexpr (S == ATAN) { k1 = T(M_PI / 2 * a); k2 = T(a / 2); }
+    else if constexpr (S == PW_QUAD) { k1 = T(a * a); k2 = T(a); }
+    else if constexpr (S == PW_EXP) { k1 = T(-a); k2 = T(a / 2); }
+    else if constexpr (S == SOFT_SIGN) { k1 = T(1 / a); k2 = T(2 * a); }
+    else if constexpr (S == ERF) { k1 = T(a); k2 = T(a / std::sqrt(M_PI)); }
+    else { k1 = T(a); k2 = T(0); }
+  }
+  inline T operator()(T x, T g) const {
+    if constexpr (S == ATAN) {
+      const T y = k1 * x;
+      return ((T(1) / (T(1) + y * y)) * k2) * g;
+    } else if constexpr (S == FAST_SIGMOID) {
+      const T y = k1 * std::abs(x) + T(1);
+      return g / (y * y);
+    } else if constexpr (S == STE) {
+      return g;
+    } else if constexpr (S == SIGMOID) {
+      const T sg = T(1) / (T(1) + std::exp(-(k1 * x)));
+      return g * (((T(1) - sg) * sg) * k1);
+    } else if constexpr (S == TRIANGULAR) {
+      const T y = g * k1;
+      return x >= T(0) ? -y : y;
+    } else if constexpr (S == PW_QUAD) {
+      const T y = k2 - k1 * std::abs(x);
+      return g * (y < T(0) ? T(0) : y);
+    } else if constexpr (S == PW_EXP) {
+      return g * (k2 * std::exp(k1 * std::abs(x)));
+    } else if constexpr (S == SOFT_SIGN) {
+      const T z = k1 + std::abs(x);
+      return g * (T(1) / ((k2 * z) * z));
+    } else if constexpr (S == SUPER_SPIKE) {
+      const T z = T(1) + std::abs(x);
+      return g * ((T(1) / (z * z)) * k1);
+    } else {
+      const T z = k1 * x;
+      return g * (k2 * std::exp(-z * z));
+    }
+  }
+};
+
+template <typename T>
+bool fast_bwd_ok(const Cfg& c, const BwdArgs<T>& a) {
+  return fast_fwd_ok(c) && !a.gleak && !a.gth && !a.gal;
+}
+
+template <typename T, int64_t RS, int64_t S>
+void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
+  T gv[FAST_BLK];
+  const int64_t base = b * a.N + n0;
+  const T* __restrict lk = a.leak + base;
+  const T* __restrict th = a.th + base;
+  const T vr = T(c.vr);
+  const bool ge = c.ge, detach = c.detach;
+  const SurrFn<T, S> surr(c.sp);
+  for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[base + k] : T(0);
+  for (int64_t t = a.T_ - 1; t >= 0; --t) {
+    const int64_t off = (b * a.T_ + t) * a.N + n0;
+    const T* __restrict ht = a.h + off;
+    const T* __restrict gso = a.gspk ? a.gspk + off : nullptr;
+    const T* __restrict gto = a.gtr ? a.gtr + off : nullptr;
+    T* __restrict gxo = a.gx ? a.gx + off : nullptr;
+    for (int64_t k = 0; k < len; ++k) {
+      const T hh = ht[k];
+      const T d = hh - th[k];
+      const T gvp = gto ? gv[k] + gto[k] : gv[k];
+      T gs = gso ? gso[k] : T(0);
+      T ghr;
+      if constexpr (RS == SUBTRACT) {
+        ghr = gvp;
+        if (!detach) gs = gs + (-gvp) * th[k];
+      } else if constexpr (RS == ZERO) {
+        const T sk = ge ? (d >= T(0) ? T(1) : T(0)) : (d > T(0) ? T(1) : T(0));
+        ghr = gvp * (T(1) - sk);
+        if (!detach) gs = gs + (gvp * vr + (-(gvp * hh)));
+      } else {
+        ghr = gvp;
+      }
+      const T gh = ghr + surr(d, gs);
+      if (gxo) gxo[k] = gh;
+      gv[k] = gh * lk[k];
+    }
+  }
+  if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
+}
+
+template <typename T, int64_t RS>
+void bwd_fast_dispatch(const Cfg& c, const BwdArgs<T>& a, int64_t B) {
+  auto go = [&](auto fn) {
+    for_blocks(B, a.T_, a.N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
+      fn(c, a, b, n0, len);
+    });
+  };
+  switch (c.surr) {
+    case ATAN: go(bwd_fast<T, RS, ATAN>); break;
+    case FAST_SIGMOID: go(bwd_fast<T, RS, FAST_SIGMOID>); break;
+    case STE: go(bwd_fast<T, RS, STE>); break;
+    case SIGMOID: go(bwd_fast<T, RS, SIGMOID>); break;
+    case TRIANGULAR: go(bwd_fast<T, RS, TRIANGULAR>); break;
+    case PW_QUAD: go(bwd_fast<T, RS, PW_QUAD>); break;
+    case PW_EXP: go(bwd_fast<T, RS, PW_EXP>); break;
+    case SOFT_SIGN: go(bwd_fast<T, RS, SOFT_SIGN>); break;
+    case SUPER_SPIKE: go(bwd_fast<T, RS, SUPER_SPIKE>); break;
+    default: go(bwd_fast<T, RS, ERF>); break;
+  }
 }
 
 template <typename T>
@@ -536,7 +691,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
                         trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
                         vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
                         T_, N};
-    for_blocks(B, T_, N, [&](int64_t b, int64_t n0, int64_t len) { fwd_block(c, a, b, n0, len); });
+    if (fast_fwd_ok(c)) {
+      auto go = [&](auto fn) {
+        for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
+          fn(c, a, b, n0, len);
+        });
+      };
+      if (c.reset == SUBTRACT) go(fwd_fast<scalar_t, SUBTRACT>);
+      else if (c.reset == ZERO) go(fwd_fast<scalar_t, ZERO>);
+      else go(fwd_fast<scalar_t, NONE>);
+    } else {
+      for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
+        fwd_block(c, a, b, n0, len);
+      });
+    }
   });
   return {spk, h, vT, iT, trace};
 }
@@ -588,7 +756,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                         need_leak ? gl.data_ptr<double>() : nullptr,
                         need_th ? gt.data_ptr<double>() : nullptr,
                         ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N};
-    for_blocks(B, T_, N, [&](int64_t b, int64_t n0, int64_t len) {
+    if (fast_bwd_ok(c, a)) {
+      if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
+      else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);
+      else bwd_fast_dispatch<scalar_t, NONE>(c, a, B);
+      return;
+    }
+    for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
       thread_local std::vector<uint8_t> rbuf;
       thread_local std::vector<scalar_t> ibuf;
       bwd_block(c, a, b, n0, len, rbuf, ibuf);
