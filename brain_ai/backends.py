@@ -98,27 +98,29 @@ class _SnnTorchCell:
 
 
 class _SpikingJellyCell:
-    """One step on a SpikingJelly node (single-step mode), ``v`` passed explicitly."""
+    """One step on a SpikingJelly node (single-step mode), its memories passed explicitly."""
 
     def __init__(self, neuron: SpikingNeuronBase) -> None:
         from brain_ai.adapters.spikingjelly import to_spikingjelly
 
         cache = neuron.__dict__.setdefault("_peer_modules", {})
         if "spikingjelly" not in cache:
-            cache["spikingjelly"] = to_spikingjelly(neuron)
+            cache["spikingjelly"] = to_spikingjelly(neuron, step_mode="s")
         self.peer = cache["spikingjelly"]
-        self.peer.step_mode = "s"
-        if hasattr(self.peer, "w") and hasattr(neuron, "w"):
+        if isinstance(getattr(neuron, "w", None), nn.Parameter):
             self.peer._parameters["w"] = neuron.w
 
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
-        self.peer.v = state.v
+        from brain_ai.adapters.spikingjelly import state_from_spikingjelly, state_to_spikingjelly
+
+        state_to_spikingjelly(state, self.peer)
         try:
             s = self.peer(x)
-            v = self.peer.v
         finally:
-            self.peer.reset()
-        return s, SpikingState(v=v)
+            new = state_from_spikingjelly(self.peer)  # also resets the node
+        if new is None:  # pragma: no cover - a step always materializes v
+            raise RuntimeError("SpikingJelly node returned no state")
+        return s, new
 
 
 def peer_cell(neuron: SpikingNeuronBase, backend: str) -> Any:

@@ -65,3 +65,16 @@ _register("CuBa-compensated-subtract", "snntorch",
 _register("Recurrent-delayed-subtract", "snntorch",
           lambda s: RecurrentLIFNeuron(N, beta=0.85, reset_timing="delayed", **_PEER),
           -0.1, 0.6)
+
+
+_SJ: dict[str, object] = dict(comparator=">=")
+_register("LIF-tau_input-hard", "spikingjelly",
+          lambda s: LIFNeuron(tau=2.0, charge="tau_input", reset="zero", **_SJ), 0.0, 2.5)
+_register("LIF-tau-soft-tbptt", "spikingjelly",
+          lambda s: LIFNeuron(tau=3.3, charge="tau", reset="subtract", **_SJ), -0.1, 0.8,
+          chunk_size=25)
+_register("PLIF-rate_input-learnable", "spikingjelly",
+          lambda s: LIFNeuron(tau=2.0, charge="rate_input", reset="zero", learn_tau=True,
+                              **_SJ), 0.0, 2.5)
+_register("IF-hard", "spikingjelly",
+          lambda s: LIFNeuron(beta=1.0, beta_clamp=(0.0, 1.0), reset="zero", **_SJ), -0.2, 0.6)
