@@ -32,7 +32,7 @@ from torch import Tensor
 from brain_ai.core import surrogates as S
 from brain_ai.kernels.fused import FusedConfig
 
-__all__ = ["available", "build", "load_error", "native_config", "run_native"]
+__all__ = ["NativeLIF", "available", "build", "load_error", "native_config", "run_native"]
 
 _SOURCE = Path(__file__).with_name("lif_native.cpp")
 _CHARGES = {"beta": 0, "tau": 1, "tau_input": 2, "rate": 3, "rate_input": 4}
@@ -171,62 +171,85 @@ def _is_delayed(cfg: list[int]) -> bool:
 
 # ---------------------------------------------------------------- torch.library registration
 def _register_python_side() -> None:
-    """Fake implementations and the autograd formula of the C++ ops (once per process)."""
+    """Fake (meta) implementations of the C++ ops, so that torch.compile can trace them."""
     if getattr(_register_python_side, "done", False):
         return
     lib = "brain_ai_kernels"
 
     @torch.library.register_fake(f"{lib}::lif_forward")
-    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param, save_h,
-                  record_v):
+    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,  # noqa: ANN001
+                  save_h, record_v):
         b, t, n = x.shape
-        full, empty = x.new_empty((b, t, n)), x.new_empty((0,))
-        return (full, x.new_empty((b, t, n)) if save_h else empty, x.new_empty((b, n)),
-                x.new_empty((b, n)) if cfg[4] else x.new_empty((0,)),
+        empty = x.new_empty((0,))
+        return (x.new_empty((b, t, n)), x.new_empty((b, t, n)) if save_h else empty,
+                x.new_empty((b, n)), x.new_empty((b, n)) if cfg[4] else x.new_empty((0,)),
                 x.new_empty((b, t, n)) if record_v and not _is_delayed(cfg) else x.new_empty((0,)))
 
     @torch.library.register_fake(f"{lib}::lif_backward")
-    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,
+    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,  # noqa: ANN001
                   surrogate_param, need_x, need_v0, need_i0, need_leak, need_threshold,
                   need_alpha):
         b, t, n = h.shape
-        d = h.new_empty((b, n), dtype=torch.float64)
         none, dnone = h.new_empty((0,)), h.new_empty((0,), dtype=torch.float64)
-        return (h.new_empty((b, t, n)) if need_x else none, h.new_empty((b, n)) if need_v0 else none,
+        return (h.new_empty((b, t, n)) if need_x else none,
+                h.new_empty((b, n)) if need_v0 else none,
                 h.new_empty((b, n)) if (cfg[4] and need_i0) else none,
-                d if need_leak else dnone, d.clone() if need_threshold else dnone,
-                d.clone() if (cfg[4] and need_alpha) else dnone)
+                h.new_empty((b, n), dtype=torch.float64) if need_leak else dnone,
+                h.new_empty((b, n), dtype=torch.float64) if need_threshold else dnone,
+                h.new_empty((b, n), dtype=torch.float64) if (cfg[4] and need_alpha) else dnone)
 
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
-        x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param, _, record_v = inputs
-        ctx.cfg, ctx.v_reset, ctx.record_v = list(cfg), v_reset, record_v
-        ctx.surrogate_param = surrogate_param
-        need_x_saved = (cfg[4] and ctx.needs_input_grad[5]) or (
-            ctx.needs_input_grad[3] and cfg[0] in (2, 4))
-        ctx.save_for_backward(output[1], v0, i0, x if need_x_saved else None, leak, threshold,
-                              alpha)
+    _register_python_side.done = True  # type: ignore[attr-defined]
 
-    def backward(ctx, g_spk, g_h, g_v, g_i, g_tr):  # noqa: ANN001
+
+def _contiguous(g: Tensor | None) -> Tensor | None:
+    return None if g is None else g.contiguous()
+
+
+class NativeLIF(torch.autograd.Function):
+    """The C++ op as one autograd node (inputs flattened to ``(B, T, N)`` / ``(B, N)``).
+
+    ``(cfg, v_reset, surrogate_param, record_v, x, v0, i0, leak, θ, α) ->
+    (spikes, v_T[, i_T][, v_trace])``; saves ``h`` ``(B, T, N)`` and the ``(B, N)`` inputs.
+    """
+
+    @staticmethod
+    def forward(ctx, cfg: list[int], v_reset: float, surrogate_param: float,  # type: ignore[override]
+                record_v: bool, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
+                threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...]:
+        ctx.set_materialize_grads(False)
+        needs = ctx.needs_input_grad
+        grad = any(needs[4:])
+        delayed = _is_delayed(cfg)
+        spk, h, v_t, i_t, trace = torch.ops.brain_ai_kernels.lif_forward(
+            x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,
+            grad or (record_v and delayed), record_v)
+        outs = [spk, v_t] + ([i_t] if cfg[4] else [])
+        if record_v:
+            outs.append(h if delayed else trace)
+        if grad:
+            keep_x = (cfg[4] and needs[9]) or (needs[7] and cfg[0] in (2, 4))
+            ctx.save_for_backward(h, v0, i0, x if keep_x else None, leak, threshold, alpha)
+        ctx.cfg, ctx.v_reset, ctx.sp, ctx.record_v = cfg, v_reset, surrogate_param, record_v
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         h, v0, i0, x, leak, threshold, alpha = ctx.saved_tensors
         needs = ctx.needs_input_grad
         cfg = ctx.cfg
-        if ctx.record_v and _is_delayed(cfg):
-            g_tr = g_h  # the trace of the delayed timings is h itself
-        cont = [None if g is None else g.contiguous() for g in (g_spk, g_v, g_i, g_tr)]
+        syn = bool(cfg[4])
+        g_spk, g_v = grads[0], grads[1]
+        g_i = grads[2] if syn else None
+        g_tr = grads[-1] if ctx.record_v else None
         gx, gv0, gi0, gl, gt, ga = torch.ops.brain_ai_kernels.lif_backward(
-            h, *cont, v0, i0, x, leak, threshold, alpha, cfg, ctx.v_reset,
-            ctx.surrogate_param, needs[0], needs[1], bool(cfg[4]) and needs[2], needs[3],
-            needs[4], bool(cfg[4]) and needs[5])
+            h, _contiguous(g_spk), _contiguous(g_v), _contiguous(g_i), _contiguous(g_tr), v0,
+            i0, x, leak, threshold, alpha, cfg, ctx.v_reset, ctx.sp, needs[4], needs[5],
+            syn and needs[6], needs[7], needs[8], syn and needs[9])
         dt = h.dtype
-        return (gx if needs[0] else None, gv0 if needs[1] else None,
-                gi0 if (cfg[4] and needs[2]) else None, gl.to(dt) if needs[3] else None,
-                gt.to(dt) if needs[4] else None,
-                ga.to(dt) if (cfg[4] and needs[5]) else None,
-                None, None, None, None, None)
-
-    torch.library.register_autograd(f"{lib}::lif_forward", backward,
-                                    setup_context=setup_context)
-    _register_python_side.done = True  # type: ignore[attr-defined]
+        return (None, None, None, None,
+                gx if needs[4] else None, gv0 if needs[5] else None,
+                gi0 if (syn and needs[6]) else None, gl.to(dt) if needs[7] else None,
+                gt.to(dt) if needs[8] else None, ga.to(dt) if (syn and needs[9]) else None)
 
 
 def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
@@ -251,15 +274,13 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
 
     _, pname = _surrogate_param(cfg)
     sp = float(getattr(c.surrogate, pname)) if pname else 0.0
-    tensors = [x, v0, leak, threshold] + ([i0, alpha] if c.synapse else [])
-    save_h = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    spk, h, v_t, i_t, trace = torch.ops.brain_ai_kernels.lif_forward(
-        x.reshape(b, steps, n).contiguous(), flat(v0), flat(i0) if c.synapse else None,
-        flat(leak), flat(threshold), flat(alpha) if c.synapse else None, cfg, c.v_reset, sp,
-        save_h or (c.record_v and _is_delayed(cfg)), c.record_v)
-    outs = [spk.view(b, steps, *feat), v_t.view(full)]
+    outs = NativeLIF.apply(
+        cfg, c.v_reset, sp, c.record_v, x.reshape(b, steps, n).contiguous(), flat(v0),
+        flat(i0) if i0 is not None else None, flat(leak), flat(threshold),
+        flat(alpha) if alpha is not None else None)
+    res = [outs[0].view(b, steps, *feat), outs[1].view(full)]
     if c.synapse:
-        outs.append(i_t.view(full))
+        res.append(outs[2].view(full))
     if c.record_v:
-        outs.append((h if _is_delayed(cfg) else trace).view(b, steps, *feat))
-    return tuple(outs)
+        res.append(outs[-1].view(b, steps, *feat))
+    return tuple(res)
