@@ -287,7 +287,7 @@ def test_default_kernel_is_used_by_sequence_mode(monkeypatch: pytest.MonkeyPatch
     while fn is not None and fn.name() in ("CatBackward0", "ViewBackward0"):
         fn = fn.next_functions[0][0]  # snn_unroll's concatenation of windows, reshapes
     assert fn is not None
-    assert "FusedLIF" in fn.name() or "lif_forward" in fn.name(), fn.name()
+    assert fn.name() in ("FusedLIFBackward", "NativeLIFBackward"), fn.name()
 
 
 # ---------------------------------------------------------------- what is not covered

@@ -34,6 +34,7 @@ from torch import Tensor
 from brain_ai.core.functional import LIFParams
 from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
+from brain_ai.kernels import native
 from brain_ai.kernels.fused import FusedConfig, run_fused
 
 __all__ = ["KERNELS", "FusedConfig", "fused_config", "fused_multi_step", "selected_kernel"]
@@ -101,11 +102,9 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
     )
 
 
-def _tracing() -> bool:
-    """Inside torch.compile / torch.export / jit tracing / a functorch transform."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return True
-    return torch._C._functorch.peek_interpreter_stack() is not None
+def _transformed() -> bool:
+    """Inside jit tracing or a functorch transform (vmap, grad): the reference runs there."""
+    return torch.jit.is_tracing() or torch._C._functorch.peek_interpreter_stack() is not None
 
 
 def fused_multi_step(
@@ -129,18 +128,21 @@ def fused_multi_step(
     if kernel == "reference":
         return None
     c = fused_config(x, state, p, record)
-    if c is None or _tracing():
+    if c is None:
+        return None
+    compiling = torch.compiler.is_compiling()
+    if not compiling and _transformed():
         return None
     dt = state.v.dtype
     x = x.to(dt)
     leak, thr = p.leak.to(dt), p.threshold.to(dt)
     alpha = p.alpha.to(dt) if p.alpha is not None else None
     outs = None
-    if kernel != "fused":
-        from brain_ai.kernels import native
-
+    if kernel != "fused" and (not compiling or native.loaded()):
         outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha)
     if outs is None:
+        if compiling:  # the Python loop would be unrolled: trace the reference instead
+            return None
         outs = run_fused(c, x, state.v, state.i, leak, thr, alpha)
     spikes, v = outs[0], outs[1]
     i = outs[2] if c.synapse else None

@@ -9,8 +9,9 @@ missing compiler or a failed build leaves :func:`available` ``False`` (:func:`lo
 why) and the dispatcher runs the pure-PyTorch fused op instead.
 
 The ops ``brain_ai_kernels::lif_forward`` / ``lif_backward`` are registered through
-``torch.library`` with fake (meta) implementations and an autograd formula, so
-``torch.compile`` keeps a whole window as one opaque op instead of unrolling time.
+``torch.library`` (``TORCH_LIBRARY`` in C++, fake implementations here), so ``torch.compile``
+keeps a whole window as one opaque op instead of unrolling time; :class:`NativeLIF` (an
+``autograd.Function``, cheaper per call than ``register_autograd``) ties them together.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from torch import Tensor
 from brain_ai.core import surrogates as S
 from brain_ai.kernels.fused import FusedConfig
 
-__all__ = ["NativeLIF", "available", "build", "load_error", "native_config", "run_native"]
+__all__ = ["NativeLIF", "available", "build", "load_error", "loaded", "native_config",
+           "run_native"]
 
 _SOURCE = Path(__file__).with_name("lif_native.cpp")
 _CHARGES = {"beta": 0, "tau": 1, "tau_input": 2, "rate": 3, "rate_input": 4}
@@ -119,6 +121,8 @@ def build() -> Path:
 
 
 def _load() -> bool:
+    if _state["tried"]:
+        return bool(_state["ok"])
     with _lock:
         if _state["tried"]:
             return _state["ok"]
@@ -140,6 +144,11 @@ def _load() -> bool:
 def available() -> bool:
     """Whether the native op is built and loaded (builds it on the first call)."""
     return _load()
+
+
+def loaded() -> bool:
+    """Whether the native op is already loaded in this process (never builds)."""
+    return bool(_state["ok"])
 
 
 def load_error() -> str | None:
@@ -260,7 +269,7 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     cover this call (non-CPU, dtype other than float32/float64, user-defined surrogate).
     """
     cfg = native_config(c, x)
-    if cfg is None or not available():
+    if cfg is None or not (loaded() or available()):
         return None
     b, steps = x.shape[0], x.shape[1]
     feat = x.shape[2:]
