@@ -57,6 +57,7 @@ def main() -> None:
     train(model, rank, world)
     if rank == 0:
         print({k: float(v.abs().sum()) for k, v in model.module.state_dict().items()})
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -29,6 +29,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     ex["train"](model, rank, world)
     if rank == 0:
         torch.save(model.module.state_dict(), out)
+    dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 
 

@@ -156,7 +156,7 @@ def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingSt
                              tol: float = 1e-6) -> None:
     ref_f, ref_g = run("reference", p, x, st, w, monkeypatch)
     got_f, got_g = run(kernel, p, x, st, w, monkeypatch)
-    for name, a, b in zip(["spikes", "v_T", "v trace", "i_T"], got_f, ref_f):
+    for name, a, b in zip(["spikes", "v_T", "v trace", "i_T"], got_f, ref_f, strict=False):
         assert_bitwise(a, b, name)
     n_state = 2 + (st.i is not None)
     for j in range(n_state):  # x, v0, i0: relative to the largest entry
@@ -164,7 +164,8 @@ def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingSt
         assert err <= tol, f"grad {['x', 'v0', 'i0'][j]}: relative error {err:.3g}"
     if len(ref_g) > n_state:
         scales = contribution_scale(p, x, st, w)
-        for leaf, a, b, sc in zip(_leaves(p), got_g[n_state:], ref_g[n_state:], scales):
+        for leaf, a, b, sc in zip(_leaves(p), got_g[n_state:], ref_g[n_state:], scales,
+                                  strict=True):
             name = next(n for n in ("leak", "threshold", "alpha") if getattr(p, n) is leaf)
             err = ((a - b).abs() / sc.clamp_min(1e-30)).max()
             assert err <= tol, f"grad {name}: {err:.3g} of the sum of |terms| ({a} vs {b})"
@@ -272,9 +273,9 @@ def test_module_truncated_bptt(kernel: str, chunk: int | None,
 
     ref_f, ref_g = go("reference")
     got_f, got_g = go(kernel)
-    for a, b in zip(got_f, ref_f):
+    for a, b in zip(got_f, ref_f, strict=True):
         assert_bitwise(a, b, "forward")
-    for a, b in zip(got_g, ref_g):
+    for a, b in zip(got_g, ref_g, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item())
 
 
@@ -382,3 +383,50 @@ def test_no_grad_forward_is_identical(kernel: str, monkeypatch: pytest.MonkeyPat
     assert s.grad_fn is None
     for a, b in [(s, s_ref), (out.v, out_ref.v), (out.i, out_ref.i), (tr["v"], tr_ref["v"])]:
         assert_bitwise(a, b, "no-grad forward")
+
+
+def test_low_precision_input_with_float32_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 input (an autocast layer's output) with the fp32 state of ``dtype_policy``: the
+    input is promoted exactly as in the reference, and its gradient comes back in bf16."""
+    p, x, st, w = make_case(12, reset="zero", synapse=True)
+    assert_matches_reference("fused", p, x.to(torch.bfloat16), st, w, monkeypatch)
+    if _has_compiler():
+        assert_matches_reference("native", p, x.to(torch.bfloat16), st, w, monkeypatch)
+
+
+# ---------------------------------------------------------------- torch.compile
+@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op to keep opaque")
+def test_compile_keeps_the_window_one_opaque_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torch.compile the native op is one node of the graph whatever T (no unrolling),
+    and the compiled forward and gradients equal eager ones bit for bit."""
+    monkeypatch.delenv("BRAIN_AI_KERNEL", raising=False)
+    torch.manual_seed(0)
+    neuron = LIFNeuron(beta=0.9, learn_threshold=True, features=N)
+    graphs: list[torch.fx.GraphModule] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[Tensor]) -> object:
+        graphs.append(gm)
+        from torch._dynamo.backends.registry import lookup_backend
+
+        return lookup_backend("aot_eager")(gm, example_inputs)
+
+    def f(x: Tensor) -> tuple[Tensor, Tensor]:
+        s, st = neuron(x)
+        return s, st.v
+
+    x = torch.rand(B, T, N, generator=torch.Generator().manual_seed(3))
+    xc, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    s_c, v_c = torch.compile(f, fullgraph=True, backend=backend)(xc)
+    (s_c.sum() + v_c.sum()).backward()
+    g_thr_c = neuron.threshold.grad.clone()
+    neuron.threshold.grad = None
+    s_e, v_e = f(xe)
+    (s_e.sum() + v_e.sum()).backward()
+    assert_bitwise(s_c, s_e, "spikes")
+    assert_bitwise(v_c, v_e, "v")
+    assert_bitwise(xc.grad, xe.grad, "input gradient")
+    assert_bitwise(g_thr_c, neuron.threshold.grad, "threshold gradient")
+    assert len(graphs) == 1
+    calls = [n for n in graphs[0].graph.nodes if n.op == "call_function"]
+    assert len(calls) < 30  # a per-step graph would have > 5·T = 250 nodes
+    assert sum("autograd_function_apply" in str(n.target) for n in calls) == 1

@@ -153,9 +153,8 @@ class FusedLIF(torch.autograd.Function):
         if trace is not None:
             outs.append(trace)
         ctx.c = c
-        ctx.n_out = len(outs)
         if grad:
-            keep_x = c.synapse and needs[6] or (
+            keep_x = (c.synapse and needs[6]) or (
                 needs[4] and c.charge in ("tau_input", "rate_input"))
             ctx.save_for_backward(hs, v0, i0, leak, threshold, alpha, x if keep_x else None)
         return tuple(outs)

@@ -186,7 +186,7 @@ def _register_python_side() -> None:
     lib = "brain_ai_kernels"
 
     @torch.library.register_fake(f"{lib}::lif_forward")
-    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,  # noqa: ANN001
+    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,
                   save_h, record_v):
         b, t, n = x.shape
         empty = x.new_empty((0,))
@@ -195,7 +195,7 @@ def _register_python_side() -> None:
                 x.new_empty((b, t, n)) if record_v and not _is_delayed(cfg) else x.new_empty((0,)))
 
     @torch.library.register_fake(f"{lib}::lif_backward")
-    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,  # noqa: ANN001
+    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,
                   surrogate_param, need_x, need_v0, need_i0, need_leak, need_threshold,
                   need_alpha):
         b, t, n = h.shape
