@@ -6,6 +6,9 @@ firing), batch-first ``(B, T, N)`` for brain_ai, time-first for the peers (the t
 timed). snnTorch runs in its fastest form, ``Leaky`` over ``x.unbind(0)``; SpikingJelly runs
 ``LIFNode(step_mode="m")``. The loss is ``spikes.sum() + v_T.sum()``.
 
+``brain_ai native, op only`` calls :func:`brain_ai.kernels.fused_multi_step` directly (no
+module, no ``snn_unroll``), to show what the wrapper costs.
+
 Printed per size: forward (with autograd recording) and forward+backward medians in ms, the
 ratio of each peer's time to each brain_ai kernel's, the bytes each keeps for backward per
 neuron-step (``saved_tensors_hooks``), and a memory-bandwidth floor for the fused op
@@ -34,18 +37,17 @@ import torch
 from torch import Tensor
 
 from brain_ai.core.neurons import LIFNeuron
-from brain_ai.kernels import native
+from brain_ai.kernels import fused_multi_step, native
 
 SIZES = [(1, 100, 128), (32, 100, 512), (16, 500, 256)]
 LARGE = (128, 100, 1024)
 TBPTT = (16, 1000, 256, 100)  # B, T, N, chunk
 
 
-def _median_ms(fn: Callable[[], object], repeat: int, min_time: float = 0.2) -> float:
-    fn()  # warm-up (also builds / caches anything lazy)
+def _median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up
     times = []
-    start = time.perf_counter()
-    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 200):
+    for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
@@ -82,6 +84,23 @@ def brain_ai_runner(kernel: str, chunk: int | None = None) -> Callable[[Tensor],
         os.environ["BRAIN_AI_KERNEL"] = kernel
         spikes, state = neuron.sequence(x)[:2]
         return spikes, state.v
+
+    return run
+
+
+def brain_ai_op_runner(chunk: int | None = None) -> Callable[[Tensor], tuple] | None:
+    """The native op through :func:`fused_multi_step` alone, without the module and
+    ``snn_unroll`` around it (shows what the wrapper costs); ``None`` under TBPTT."""
+    if chunk:
+        return None
+    neuron = LIFNeuron(beta=0.9, threshold=1.0)
+    params = neuron.params()
+
+    def run(x: Tensor) -> tuple[Tensor, Tensor]:
+        os.environ["BRAIN_AI_KERNEL"] = "native"
+        state = neuron.reset_state(x.shape[0], tuple(x.shape[2:]))
+        spikes, final, _ = fused_multi_step(x, state, params)  # type: ignore[misc]
+        return spikes, final.v
 
     return run
 
@@ -133,8 +152,8 @@ def spikingjelly_runner(chunk: int | None = None) -> Callable[[Tensor], tuple] |
 
 
 # ---------------------------------------------------------------- timing
-def measure(run: Callable[[Tensor], tuple], x: Tensor, repeat: int) -> tuple[float, float, int]:
-    """(forward ms, forward+backward ms, saved bytes) for one contestant."""
+def _closures(run: Callable[[Tensor], tuple], x: Tensor
+              ) -> tuple[Callable[[], None], Callable[[], None], Callable[[], Tensor]]:
     xg = x.clone().requires_grad_()
 
     def fwd() -> None:
@@ -145,31 +164,53 @@ def measure(run: Callable[[Tensor], tuple], x: Tensor, repeat: int) -> tuple[flo
         (s.sum() + v.sum()).backward()
         xg.grad = None
 
-    saved = _saved_bytes(lambda: run(xg)[0])
-    return _median_ms(fwd, repeat), _median_ms(fwd_bwd, repeat), saved
+    return fwd, fwd_bwd, lambda: run(xg)[0]
 
 
 def bench(size: tuple[int, ...], repeat: int, bandwidth: float) -> None:
+    """Time every contestant on one size; rounds interleave contestants, so that load from
+    other processes on a shared machine spreads over all of them; medians are printed."""
     b, t, n = size[:3]
     chunk = size[3] if len(size) > 3 else None
     g = torch.Generator().manual_seed(0)
     x = torch.rand(b, t, n, generator=g) * 0.2
     x_tf = x.transpose(0, 1).contiguous()
     kernels = ["reference", "fused"] + (["native"] if native.available() else [])
-    rows: dict[str, tuple[float, float, int]] = {}
-    for k in kernels:
-        rows[f"brain_ai {k}"] = measure(brain_ai_runner(k, chunk), x, repeat)
+    runners: dict[str, tuple[Callable[[Tensor], tuple], Tensor]] = {
+        f"brain_ai {k}": (brain_ai_runner(k, chunk), x) for k in kernels}
+    op_runner = brain_ai_op_runner(chunk) if native.available() else None
+    if op_runner is not None:
+        runners["brain_ai native, op only"] = (op_runner, x)
     peers = {"snnTorch (unbind)": snntorch_runner(chunk),
              "SpikingJelly (multi-step)": spikingjelly_runner(chunk)}
     for name, runner in peers.items():
         if runner is not None:
-            rows[name] = measure(runner, x_tf, repeat)
+            runners[name] = (runner, x_tf)
+    fns = {name: _closures(r, xx) for name, (r, xx) in runners.items()}
+    saved = {name: _saved_bytes(f[2]) for name, f in fns.items()}
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in fns}
+    for f in fns.values():  # warm-up
+        f[0]()
+        f[1]()
+    budget = time.perf_counter() + 60.0  # at most ~1 min per size
+    for r in range(repeat):
+        names = list(fns)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            for j in (0, 1):
+                t0 = time.perf_counter()
+                fns[name][j]()
+                times[name][j].append((time.perf_counter() - t0) * 1e3)
+        if time.perf_counter() > budget and r >= 2:
+            break
+    rows = {name: (statistics.median(a), statistics.median(bb), saved[name])
+            for name, (a, bb) in times.items()}
     label = f"(B={b}, T={t}, N={n})" + (f" truncated BPTT chunk={chunk}" if chunk else "")
     floor_ms = 24 * b * t * n / bandwidth * 1e3
-    print(f"\n{label}   bandwidth floor fwd+bwd ~{floor_ms:.2f} ms")
+    print(f"\n{label}   bandwidth floor fwd+bwd ~{floor_ms:.2f} ms, "
+          f"{len(times[next(iter(times))][0])} rounds")
     print(f"  {'':28s} {'fwd ms':>9s} {'fwd+bwd ms':>11s} {'saved B/neuron-step':>20s}")
-    for name, (f, fb, saved) in rows.items():
-        print(f"  {name:28s} {f:9.3f} {fb:11.3f} {saved / (b * t * n):20.1f}")
+    for name, (f, fb, sv) in rows.items():
+        print(f"  {name:28s} {f:9.3f} {fb:11.3f} {sv / (b * t * n):20.1f}")
     for k in kernels:
         f0, fb0, _ = rows[f"brain_ai {k}"]
         parts = [f"{fb0 / floor_ms:.1f}x floor"]
@@ -183,7 +224,7 @@ def bench(size: tuple[int, ...], repeat: int, bandwidth: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--large", action="store_true", help="also run (128, 100, 1024)")
-    ap.add_argument("--repeat", type=int, default=7, help="timed runs per measurement")
+    ap.add_argument("--repeat", type=int, default=15, help="rounds per size (max ~1 min)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--no-tbptt", action="store_true", help="skip the T=1000 TBPTT size")
     args = ap.parse_args()

@@ -430,3 +430,25 @@ def test_compile_keeps_the_window_one_opaque_op(monkeypatch: pytest.MonkeyPatch)
     calls = [n for n in graphs[0].graph.nodes if n.op == "call_function"]
     assert len(calls) < 30  # a per-step graph would have > 5·T = 250 nodes
     assert sum("autograd_function_apply" in str(n.target) for n in calls) == 1
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_broadcast_output_gradients(kernel: str, reset: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``spikes.sum() + trace.sum()``: gradients arrive as one broadcast value (stride 0),
+    which the native op takes without materializing; same gradients as the reference."""
+    p, x, st, _ = make_case(13, reset=reset, learn=False)
+
+    def grads(k: str) -> Tensor:
+        xg = x.clone().requires_grad_()
+        if k == "reference":
+            s, _, tr = lif_multi_step(xg, st, p, ("v",))
+        else:
+            monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+            s, _, tr = fused_multi_step(xg, st, p, ("v",))  # type: ignore[misc]
+        (s.sum() + tr["v"].sum()).backward()
+        return xg.grad
+
+    ref, got = grads("reference"), grads(kernel)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6 * ref.abs().max().item())

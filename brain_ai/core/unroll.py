@@ -100,6 +100,8 @@ def snn_unroll(
             spikes.append(pytree.tree_map(lambda t: t.unsqueeze(TIME_DIM), s_t))
             for name in record:
                 traces[name].append(_record_step(state, name).unsqueeze(TIME_DIM))
+    if len(spikes) == 1:  # one window through a multi-step path: nothing to concatenate
+        return UnrollResult(spikes[0], state, {name: vals[0] for name, vals in traces.items()})
     return UnrollResult(
         pytree.tree_map(lambda *ts: torch.cat(ts, TIME_DIM), *spikes), state,
         {name: torch.cat(vals, TIME_DIM) for name, vals in traces.items()},

@@ -11,16 +11,21 @@ kernel         what runs
 =============  ============================================================================
 
 ``BRAIN_AI_KERNEL=reference|fused|native`` picks one; unset, the fastest available exact kernel
-runs (``native`` on CPU when it compiles, else ``fused``). A configuration a kernel does not
-cover falls back to the next (``native`` -> ``fused`` -> ``reference``), never to something
-inexact: forward spikes and membranes are bit-identical to the reference, gradients agree to
-~1e-7 relative (summation order only).
+runs (``native`` on CPU when it compiles, else ``fused``). A call a kernel does not cover falls
+back to the next (``native`` -> ``fused`` -> ``reference``; ``native`` also when no compiler
+exists), never to something inexact: forward spikes, membranes and currents are bit-identical
+to the reference; gradients differ only by summation order (tests/test_kernels.py: within
+1e-6 of the largest entry, and for parameters of the sum of the absolute terms reduced).
 
-Covered by ``fused``: every charge rule, reset mechanism, reset timing, comparator, surrogate,
-``detach_reset``, a current-based synapse, learnable (scalar or per-neuron) leak, threshold
-and ``α``, ``record=("v",)``. Not covered (reference runs): recurrent connections, adaptive
-thresholds, refractory periods, learnable delays, graded spikes, and calls under
-``torch.compile`` / ``torch.export`` / ``vmap`` unless the native op handles them.
+Covered by ``fused`` and ``native``: every charge rule, reset mechanism, reset timing,
+comparator, ``v_reset``, ``detach_reset``, a current-based synapse, learnable (scalar or
+per-neuron) leak, threshold and ``α``, ``record=("v",)``, float32/float64 state (lower-precision
+input is promoted as the reference does), every built-in surrogate (``native``; a user-defined
+surrogate runs on ``fused``, which calls its ``backward``). Not covered (the reference runs):
+recurrent connections, adaptive thresholds, refractory periods, learnable delays, graded
+spikes, other recorded fields, and calls under ``vmap``/``jit.trace``. Under ``torch.compile``
+the native op is traced as one opaque node (its fake implementation gives the shapes); without
+it the reference is traced (the pure-PyTorch loop would be unrolled just the same).
 """
 
 from __future__ import annotations

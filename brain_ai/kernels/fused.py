@@ -139,10 +139,11 @@ class FusedLIF(torch.autograd.Function):
                 h = rules.charge(v, x_t, leak, c.charge, c.v_reset)
             if r is not None and not c.pre:
                 h = rules.apply_carried_reset_post(h, r, c.reset, threshold, c.v_reset)
-            s = _spike(h - threshold, c.comparator)
+            d = h - threshold
+            s = spikes[:, t]  # written in place: H(d) of the reference, without a cast copy
+            s.copy_(d >= 0 if c.comparator == ">=" else d > 0)
             v = rules.apply_reset(h, s, r, c.reset, c.timing, threshold, c.v_reset,
                                   c.detach_reset)
-            spikes[:, t] = s
             if hs is not None:
                 hs[:, t] = h
             if trace is not None and trace is not hs:
@@ -204,8 +205,10 @@ class FusedLIF(torch.autograd.Function):
         for t in range(steps - 1, -1, -1):
             h = hs[:, t]
             d = h - thr
-            s = _spike(d, c.comparator)
             r = rs[t]
+            # the spike is needed by every same-step reset rule but subtract-without-θ-grad
+            need_s = not c.delayed and (c.reset == "zero" or need_thr)
+            s: Tensor = _spike(d, c.comparator) if need_s else None  # type: ignore[assignment]
             g_vp = g_v
             if g_tr is not None:
                 g_vp = g_tr[:, t] if g_vp is None else g_vp + g_tr[:, t]

@@ -259,6 +259,7 @@ struct BwdArgs {
   T *gx, *gv0, *gi0;
   double *gleak, *gth, *gal;
   int64_t T_, N;
+  bool gspk_scalar, gtr_scalar;  // a gradient broadcast from one value (e.g. of a .sum())
 };
 
 template <typename T>
@@ -343,11 +344,16 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     }
     for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - th[k];
     spikes_of(d, s, len, c.ge);
-    if (a.gtr) {
+    if (a.gtr && a.gtr_scalar) {
+      const T g0 = a.gtr[0];
+      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + g0;
+    } else if (a.gtr) {
       const T* g = a.gtr + off;
       for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + g[k];
     }
-    if (a.gspk) {
+    if (a.gspk && a.gspk_scalar) {
+      for (int64_t k = 0; k < len; ++k) gs[k] = a.gspk[0];
+    } else if (a.gspk) {
       const T* g = a.gspk + off;
       for (int64_t k = 0; k < len; ++k) gs[k] = g[k];
     } else {
@@ -495,7 +501,8 @@ void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
 // The common case, one loop per step with every rule fixed at compile time: charge "beta",
 // no carried reset (timing "immediate", or reset "none"), no synapse; backward also without
 // learnable leak/threshold. Same operations in the same order as the generic blocks above.
-constexpr int64_t FAST_BLK = 256;
+constexpr int64_t FAST_BLK = 2048;
+constexpr int64_t PREFETCH = 4;  // steps ahead
 
 bool fast_fwd_ok(const Cfg& c) { return c.charge == BETA && !c.carried() && !c.syn; }
 
@@ -594,18 +601,29 @@ void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
   const T vr = T(c.vr);
   const bool ge = c.ge, detach = c.detach;
   const SurrFn<T, S> surr(c.sp);
+  const T gs0 = (a.gspk && a.gspk_scalar) ? a.gspk[0] : T(0);
+  const bool gtr_scalar = a.gtr && a.gtr_scalar;
+  const T gt0 = gtr_scalar ? a.gtr[0] : T(0);
   for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[base + k] : T(0);
   for (int64_t t = a.T_ - 1; t >= 0; --t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
     const T* __restrict ht = a.h + off;
-    const T* __restrict gso = a.gspk ? a.gspk + off : nullptr;
-    const T* __restrict gto = a.gtr ? a.gtr + off : nullptr;
+    const T* __restrict gso = (a.gspk && !a.gspk_scalar) ? a.gspk + off : nullptr;
+    const T* __restrict gto = (a.gtr && !a.gtr_scalar) ? a.gtr + off : nullptr;
     T* __restrict gxo = a.gx ? a.gx + off : nullptr;
+    if (t >= PREFETCH) {  // time runs backwards: help the hardware prefetcher
+      const int64_t back = PREFETCH * a.N;
+      for (int64_t k = 0; k < len; k += 64 / int64_t(sizeof(T))) {
+        __builtin_prefetch(ht - back + k);
+        if (gso) __builtin_prefetch(gso - back + k);
+        if (gxo) __builtin_prefetch(gxo - back + k, 1);
+      }
+    }
     for (int64_t k = 0; k < len; ++k) {
       const T hh = ht[k];
       const T d = hh - th[k];
-      const T gvp = gto ? gv[k] + gto[k] : gv[k];
-      T gs = gso ? gso[k] : T(0);
+      const T gvp = gto ? gv[k] + gto[k] : (gtr_scalar ? gv[k] + gt0 : gv[k]);
+      T gs = gso ? gso[k] : gs0;
       T ghr;
       if constexpr (RS == SUBTRACT) {
         ghr = gvp;
@@ -724,8 +742,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   check(v0, "v0", dt, B * N);
   check(leak, "leak", dt, B * N);
   check(th, "threshold", dt, B * N);
-  if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, B * T_ * N);
-  if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, B * T_ * N);
+  const bool gspk_scalar = gspk && gspk->numel() == 1 && B * T_ * N != 1;
+  const bool gtr_scalar = gtr && gtr->numel() == 1 && B * T_ * N != 1;
+  if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, gspk_scalar ? 1 : B * T_ * N);
+  if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, gtr_scalar ? 1 : B * T_ * N);
   if (gvT && gvT->numel()) check(*gvT, "grad v", dt, B * N);
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   if (c.syn) {
@@ -755,7 +775,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                         gi0.numel() ? gi0.data_ptr<scalar_t>() : nullptr,
                         need_leak ? gl.data_ptr<double>() : nullptr,
                         need_th ? gt.data_ptr<double>() : nullptr,
-                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N};
+                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, gspk_scalar,
+                        gtr_scalar};
     if (fast_bwd_ok(c, a)) {
       if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
       else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);

@@ -127,9 +127,6 @@ def _load() -> bool:
         if _state["tried"]:
             return _state["ok"]
         _state["tried"] = True
-        if os.environ.get("BRAIN_AI_NO_NATIVE"):
-            _state["error"] = "disabled by $BRAIN_AI_NO_NATIVE"
-            return False
         try:
             path = build()
             torch.ops.load_library(str(path))
@@ -210,8 +207,14 @@ def _register_python_side() -> None:
     _register_python_side.done = True  # type: ignore[attr-defined]
 
 
-def _contiguous(g: Tensor | None) -> Tensor | None:
-    return None if g is None else g.contiguous()
+def _contiguous(g: Tensor | None, allow_scalar: bool = False) -> Tensor | None:
+    """``g`` contiguous; with ``allow_scalar``, a gradient broadcast from one value (all
+    strides 0, as the gradient of ``spikes.sum()``) is passed as that one value."""
+    if g is None:
+        return None
+    if allow_scalar and g.dim() and g.numel() > 1 and not any(g.stride()):
+        return g.as_strided((1,), (1,))
+    return g.contiguous()
 
 
 class NativeLIF(torch.autograd.Function):
@@ -251,9 +254,9 @@ class NativeLIF(torch.autograd.Function):
         g_i = grads[2] if syn else None
         g_tr = grads[-1] if ctx.record_v else None
         gx, gv0, gi0, gl, gt, ga = torch.ops.brain_ai_kernels.lif_backward(
-            h, _contiguous(g_spk), _contiguous(g_v), _contiguous(g_i), _contiguous(g_tr), v0,
-            i0, x, leak, threshold, alpha, cfg, ctx.v_reset, ctx.sp, needs[4], needs[5],
-            syn and needs[6], needs[7], needs[8], syn and needs[9])
+            h, _contiguous(g_spk, True), _contiguous(g_v), _contiguous(g_i),
+            _contiguous(g_tr, True), v0, i0, x, leak, threshold, alpha, cfg, ctx.v_reset,
+            ctx.sp, needs[4], needs[5], syn and needs[6], needs[7], needs[8], syn and needs[9])
         dt = h.dtype
         return (None, None, None, None,
                 gx if needs[4] else None, gv0 if needs[5] else None,
