@@ -36,7 +36,8 @@ T, B, N = 100, 4, 16
 EXACT = {"spikes": 0, "membrane": 0.0, "grad": 1e-6}
 
 
-def run_snntorch(peer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+def run_snntorch(peer: nn.Module, x: Tensor, detach_every: int | None = None
+                 ) -> tuple[Tensor, Tensor]:
     """Drive an snnTorch neuron over time-first ``x`` with explicit zero initial states.
 
     (Zeros of the step shape rather than ``reset_mem()``'s empty tensors: snnTorch treats
@@ -46,7 +47,9 @@ def run_snntorch(peer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     names = NEURON_RULES[type(peer).__name__][0]
     states = tuple(torch.zeros_like(x[0]) for _ in names)
     spikes, mems = [], []
-    for x_t in x.unbind(0):
+    for t, x_t in enumerate(x.unbind(0)):
+        if detach_every and t and t % detach_every == 0:  # snnTorch's TBPTT idiom
+            states = tuple(s.detach() for s in states)
         out = peer(x_t, *states)
         # outputs: (spk, *states without spk); inputs: states in `names` order
         by_name = dict(zip([n for n in names if n != "spk"], out[1:], strict=True))
@@ -57,18 +60,25 @@ def run_snntorch(peer: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(spikes), torch.stack(mems)
 
 
-def run_ours(neuron: SpikingNeuronBase, x: Tensor) -> tuple[Tensor, Tensor]:
-    spikes, _, traces = neuron.sequence(time_to_batch_first(x), record=("v",))
+def run_ours(neuron: SpikingNeuronBase, x: Tensor, chunk_size: int | None = None
+             ) -> tuple[Tensor, Tensor]:
+    spikes, _, traces = neuron.sequence(time_to_batch_first(x), chunk_size=chunk_size,
+                                        record=("v",))
     return batch_to_time_first(spikes), batch_to_time_first(traces["v"])
 
 
-def compare(peer: nn.Module, ours: SpikingNeuronBase, x: Tensor, seed: int) -> dict[str, float]:
-    """Spikes, membranes and gradients of one neuron pair on the same input."""
+def compare(peer: nn.Module, ours: SpikingNeuronBase, x: Tensor, seed: int,
+            chunk_size: int | None = None) -> dict[str, float]:
+    """Spikes, membranes and gradients of one neuron pair on the same input.
+
+    ``chunk_size``: truncated BPTT: snnTorch detaches its states every ``chunk_size`` steps,
+    brain_ai runs ``sequence(chunk_size=...)``.
+    """
     gen = torch.Generator().manual_seed(seed + 7)
     x_p = x.clone().requires_grad_()
     x_o = x.clone().requires_grad_()
-    s_p, m_p = run_snntorch(peer, x_p)
-    s_o, m_o = run_ours(ours, x_o)
+    s_p, m_p = run_snntorch(peer, x_p, chunk_size)
+    s_o, m_o = run_ours(ours, x_o, chunk_size)
     w_s, w_m = torch.randn(s_p.shape, generator=gen), torch.randn(s_p.shape, generator=gen)
     (s_p * w_s + m_p * w_m).sum().backward()
     (s_o * w_s + m_o * w_m).sum().backward()
@@ -204,6 +214,43 @@ _register_to("RSynaptic/delayed-subtract",
              -0.1, 0.2)
 
 
+# ---------------------------------------------------------------- truncated BPTT
+def _register_tbptt(kind: str, reset: str, chunk: int) -> None:
+    make = _peer_factory(kind, reset, True, sn_sg.atan(), True, "linear", False)
+    lo, hi = _INPUT_RANGE[kind]
+
+    def run(seed: int) -> dict[str, float]:
+        peer = make(seed)
+        return compare(peer, from_snntorch(peer), _input(seed, (T, B, N), lo, hi), seed,
+                       chunk_size=chunk)
+
+    register(Case(name=f"snntorch/{kind}/{reset}-tbptt{chunk}/from", family=kind,
+                  peer="snntorch", run=run, tolerances=EXACT, direction="from", steps=T,
+                  config={"reset_mechanism": reset, "truncated_bptt": chunk,
+                          "snntorch": "states detached every chunk steps"}))
+
+
+_register_tbptt("Leaky", "subtract", 20)
+_register_tbptt("Synaptic", "zero", 25)
+_register_tbptt("RLeaky", "subtract", 30)
+
+
+def _guard_tbptt_vs_full(seed: int) -> dict[str, float]:
+    """Same forward, different gradient: brain_ai chunked vs snnTorch full BPTT."""
+    peer = _peer_factory("Leaky", "subtract", True, sn_sg.atan(), True, "linear", False)(seed)
+    ours = from_snntorch(peer)
+    x = _input(seed, (T, B, N), *_INPUT_RANGE["Leaky"])
+    gen = torch.Generator().manual_seed(seed + 7)
+    x_p, x_o = x.clone().requires_grad_(), x.clone().requires_grad_()
+    s_p, m_p = run_snntorch(peer, x_p)
+    s_o, m_o = run_ours(ours, x_o, chunk_size=10)
+    w = torch.randn(s_p.shape, generator=gen)
+    (m_p * w).sum().backward()
+    (m_o * w).sum().backward()
+    return {"spikes": spike_mismatches(s_o, s_p), "membrane": max_abs_diff(m_o, m_p),
+            "grad": max_rel_diff(x_o.grad, x_p.grad)}
+
+
 # ---------------------------------------------------------------- guards
 def _guard(name: str, family: str, run: Callable[[int], dict[str, float]], why: str,
            tolerances: dict[str, float] | None = None) -> None:
@@ -243,6 +290,9 @@ def _guard_rsynaptic(seed: int) -> dict[str, float]:
     return compare(peer, ours, _input(seed, (T, B, N), 0.0, 0.6), seed)
 
 
+_guard("tbptt-vs-full-bptt", "Leaky", _guard_tbptt_vs_full,
+       "truncated BPTT changes only the gradient: spikes and membranes stay identical, the "
+       "input gradient does not", tolerances={"grad": 1e-6})
 _guard("native-default", "Leaky", _guard_native_default,
        "snnTorch resets one step late with the undecayed threshold and returns the pre-reset "
        "membrane; brain_ai's default resets immediately")
