@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_ai.core import rules
 from brain_ai.core import surrogates as sg
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron, SpikingNeuronBase
 from brain_ai.core.snn import SpikingSequential
@@ -309,7 +310,8 @@ def to_snntorch(neuron: SpikingNeuronBase, *, init_hidden: bool = False,
     synapse = p.alpha is not None
     kind = {(False, False): "Leaky", (True, False): "Synaptic", (False, True): "RLeaky",
             (True, True): "RSynaptic"}[(synapse, recurrent)]
-    reset_delay = _reset_delay_for(kind, p.reset, p.reset_timing, where)
+    reset_delay = _reset_delay_for(kind, p.reset, p.reset_timing, where,
+                                   bool((p.threshold > 0).all()))
     if p.graded_spikes_factor is not None and synapse:
         raise ConversionError(where, "snnTorch Synaptic/RSynaptic have no graded spikes",
                               got="graded_spikes_factor", expected="1.0",
@@ -348,14 +350,15 @@ def to_snntorch(neuron: SpikingNeuronBase, *, init_hidden: bool = False,
     return out
 
 
-def _reset_delay_for(kind: str, reset: str, timing: str, where: str) -> bool:
+def _reset_delay_for(kind: str, reset: str, timing: str, where: str,
+                     threshold_positive: bool) -> bool:
     if reset == "none":
         return True
     for delay in (True, False):
-        if reset_timing_for(kind, reset, delay) == timing:
+        peer = reset_timing_for(kind, reset, delay)
+        if peer == timing or (timing == "immediate" and rules.equivalent_immediate(
+                reset, peer, threshold_positive, 0.0)):
             return delay
-    if timing == "immediate" and reset == "zero" and kind != "RSynaptic":
-        return False
     raise ConversionError(
         where, f"snnTorch {kind} has no reset timing {timing!r} for reset={reset!r}",
         got=timing, expected=[reset_timing_for(kind, reset, d) for d in (True, False)],

@@ -66,6 +66,7 @@ __all__ = [
     "carried_reset",
     "charge",
     "check_rule",
+    "equivalent_immediate",
     "fire",
 ]
 
@@ -161,3 +162,18 @@ def apply_reset(h: Tensor, s: Tensor, r: Tensor | None, mechanism: str, timing: 
     if mechanism == "subtract":
         return h - do_reset * threshold
     return h - do_reset * h if v_reset == 0.0 else h - do_reset * (h - v_reset)
+
+
+def equivalent_immediate(mechanism: str, timing: str, threshold_positive: bool,
+                         v_reset: float) -> bool:
+    """Whether ``timing`` computes exactly what ``"immediate"`` computes for this reset.
+
+    True for ``reset="none"`` (no reset to time), and for a zero reset to ``v_reset = 0`` below
+    a positive threshold with a compensated timing: the stored membrane after a step is then
+    either ``0`` (it spiked) or ``h <= θ`` (it did not), so the carried reset ``H(v - θ)`` is
+    always 0 and only the same-step reset acts (``h - s·h`` equals ``s·0 + (1 - s)·h``).
+    """
+    if mechanism == "none" or timing == "immediate":
+        return True
+    return (mechanism == "zero" and timing in ("compensated", "compensated_pre")
+            and threshold_positive and v_reset == 0.0)
