@@ -25,8 +25,8 @@ from brain_ai.core.state import SpikingState
 if TYPE_CHECKING:
     from brain_ai.core.neurons import SpikingNeuronBase
 
-__all__ = ["BACKENDS", "get_default_backend", "peer_cell", "set_default_backend",
-           "use_backend"]
+__all__ = ["BACKENDS", "get_default_backend", "peer_cell", "set_backend",
+           "set_default_backend", "use_backend"]
 
 BACKENDS = ("native", "snntorch", "spikingjelly")
 _default = ["native"]
@@ -52,6 +52,18 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         _default[0] = old
+
+
+def set_backend(model: nn.Module, name: str | None) -> nn.Module:
+    """Set the backend of every brain_ai neuron in ``model`` (``None``: follow the default)."""
+    from brain_ai.core.neurons import SpikingNeuronBase
+
+    if name is not None:
+        rules.check_rule("set_backend", "backend", name, BACKENDS)
+    for m in model.modules():
+        if isinstance(m, SpikingNeuronBase):
+            m.backend = name
+    return model
 
 
 _SHARED = ("beta", "threshold", "graded_spikes_factor", "alpha")

@@ -47,3 +47,23 @@ def test_snntorch_backend_leaves_no_hidden_state_and_shares_parameters() -> None
     torch.testing.assert_close(spikes, torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]]),
                                rtol=0, atol=0)
     torch.testing.assert_close(state.v, torch.tensor([[1.08, -0.04, 2.0]]))
+
+
+def test_set_backend_on_a_whole_model_gives_identical_numbers() -> None:
+    from torch import nn
+
+    from brain_ai.backends import set_backend
+    from brain_ai.core.snn import SpikingSequential
+
+    torch.manual_seed(0)
+    net = SpikingSequential(
+        nn.Linear(6, 8), LIFNeuron(beta=0.9, reset_timing="delayed", beta_clamp=(0.0, 1.0)),
+        nn.Linear(8, 3), LIFNeuron(beta=0.8, reset="zero", beta_clamp=(0.0, 1.0)))
+    x = torch.rand(2, 40, 6, generator=torch.Generator().manual_seed(1)) * 2
+    native = net(x, return_details=True)
+    set_backend(net, "snntorch")
+    peer = net(x, return_details=True)
+    for name in native.spikes:
+        torch.testing.assert_close(peer.spikes[name], native.spikes[name], rtol=0, atol=0)
+        torch.testing.assert_close(peer.membrane[name], native.membrane[name], rtol=0, atol=0)
+    assert float(native.spikes["1"].mean()) > 0.05
