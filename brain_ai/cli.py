@@ -1,6 +1,7 @@
-"""``brain-ai``: the command line. Each subcommand lives in its own module, imported lazily.
+"""brain-ai: the command line of brain_ai; each subcommand lives in its own module.
 
-A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` (exit code).
+A subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int`` (exit code);
+a subcommand whose module is absent from this version is left out of the parser.
 """
 
 from __future__ import annotations
