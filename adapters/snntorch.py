@@ -296,8 +296,8 @@ def to_snntorch(neuron: SpikingNeuronBase, *, init_hidden: bool = False,
         problems.append("refractory_steps")
     if p.v_reset != 0.0:
         problems.append(f"v_reset={p.v_reset} (snnTorch resets to 0)")
-    if p.detach_reset and p.reset_timing.startswith("compensated"):
-        problems.append("detach_reset with a compensated timing")
+    if p.detach_reset and p.reset != "none" and not p.reset_timing.startswith("delayed"):
+        problems.append("detach_reset (snnTorch's same-step reset keeps the spike's gradient)")
     if p.beta_param != "clamp" or (p.beta_clamp != (0.0, 1.0) and isinstance(
             p.beta, nn.Parameter)):
         problems.append("a learnable beta with a clamp other than snnTorch's (0, 1)")
@@ -431,7 +431,7 @@ def migrate(model: nn.Module) -> nn.Module:
     :class:`ConversionError` (their hidden state cannot be made explicit without changing
     the model's ``forward``). The input model is not modified.
     """
-    model = copy.deepcopy(model)
+    model = _copy_without_peer_state(model)
     if isinstance(model, nn.Sequential) and any(
             _is_snn_neuron(m) and m.init_hidden for m in model.children()):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -446,7 +446,7 @@ def migrate(model: nn.Module) -> nn.Module:
             else:
                 _reject_nested(m, name)
                 layers[name] = m
-        return SpikingSequential(layers)
+        return SpikingSequential(layers).train(model.training)
     for path, m in list(model.named_modules()):
         if path and _is_snn_neuron(m):
             if m.init_hidden:
@@ -461,6 +461,18 @@ def migrate(model: nn.Module) -> nn.Module:
     if _is_snn_neuron(model):
         return SnnTorchNeuron(from_snntorch(model), _kind(model))
     return model
+
+
+def _copy_without_peer_state(model: nn.Module) -> nn.Module:
+    """``deepcopy`` that drops snnTorch's hidden state (a graph from the last forward pass
+    cannot be deep-copied; the state is meaningless to a stateless brain_ai model)."""
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        if _is_snn_neuron(m):
+            for t in (*m._buffers.values(), *vars(m).values()):
+                if isinstance(t, Tensor) and t.grad_fn is not None:
+                    memo[id(t)] = torch.zeros(0)
+    return copy.deepcopy(model, memo)
 
 
 def _reject_nested(module: nn.Module, name: str) -> None:

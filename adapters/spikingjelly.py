@@ -65,8 +65,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.adapters.verify import LayerRow, MigrationReport
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
+from brain_ai.adapters.verify import MigrationReport, compare_runs, isolated, seeded
+from brain_ai.conformance.metrics import max_abs_diff
 from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
@@ -847,54 +847,18 @@ def verify_spikingjelly_migration(
     Raises:
         ConversionError: the neuron layers or parameters of the two models do not pair up.
     """
-    buffers = [(b, b.detach().clone()) for mod in (original, migrated) for b in mod.buffers()]
-    try:
-        return _verify(original, migrated, x_time_first, grads, seed)
-    finally:  # forward passes in train mode update BatchNorm statistics: put them back
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
-
-
-def _verify(original: nn.Module, migrated: SpikingSequential, x_time_first: Tensor,
-            grads: bool, seed: int) -> MigrationReport:
     where = "verify_spikingjelly_migration"
     multi_step = bool(migrated.fold_time)
     x_sj = x_time_first.detach().clone().requires_grad_(grads)
     x_ba = x_time_first.detach().clone().requires_grad_(grads)
-    _reset_all(original)
-    out_sj, rec_sj = _run_sj_model(original, x_sj, multi_step)
-    res = migrated(time_to_batch_first(x_ba), return_details=True)
-    names = [n for n, _ in _neuron_nodes(original)]
-    ba_names = list(res.spikes)
-    if len(names) != len(ba_names):
-        raise ConversionError(where, "the models have different numbers of neuron layers",
-                              got=len(ba_names), expected=len(names),
-                              hint="pass the model migrate() returned for `original`")
-    layers = []
-    out_ba = batch_to_time_first(res.output)
-    loss_sj = loss_ba = None
-    gen = torch.Generator().manual_seed(seed)
-
-    def weights(like: Tensor) -> Tensor:
-        return torch.randn(like.shape, generator=gen, dtype=like.dtype).to(like.device)
-
-    if grads:
-        g = weights(out_sj)
-        loss_sj, loss_ba = (out_sj * g).sum(), (out_ba * g).sum()
-    for name, ba_name, (s_sj, v_sj) in zip(names, ba_names, rec_sj, strict=True):
-        s_ba = batch_to_time_first(res.spikes[ba_name])
-        v_ba = batch_to_time_first(res.membrane[ba_name])
-        layers.append(LayerRow(name, spike_mismatches(s_ba, s_sj), max_abs_diff(v_ba, v_sj),
-                               float(s_sj.detach().float().mean())))
-        if grads:
-            gs, gv = weights(s_sj), weights(v_sj)
-            loss_sj = loss_sj + (s_sj * gs).sum() + (v_sj * gv).sum()
-            loss_ba = loss_ba + (s_ba * gs).sum() + (v_ba * gv).sum()
-    grad_rel: dict[str, float] = {}
-    if grads:
-        pairs = [("input", x_sj, x_ba)]
-        for pname, p in original.named_parameters():
+    with isolated(original, migrated, cleanup=lambda: _reset_all(original)):
+        _reset_all(original)
+        out_sj, rec_sj = seeded(lambda: _run_sj_model(original, x_sj, multi_step), seed)
+        res = seeded(lambda: migrated(time_to_batch_first(x_ba), return_details=True), seed)
+        rec_ba = [(batch_to_time_first(res.spikes[k]), batch_to_time_first(res.membrane[k]))
+                  for k in res.spikes]
+        pairs: list[tuple[str, Tensor, Tensor]] = [("input", x_sj, x_ba)] if grads else []
+        for pname, p in original.named_parameters() if grads else ():
             if not p.requires_grad:
                 continue
             mod_path, _, leaf = pname.rpartition(".")
@@ -905,15 +869,8 @@ def _verify(original: nn.Module, migrated: SpikingSequential, x_time_first: Tens
                                       got=pname, expected=f"{_brain_ai_key(mod_path)}.{leaf}",
                                       hint="pass the model migrate() returned") from exc
             pairs.append((pname, p, q))
-        g_sj = torch.autograd.grad(loss_sj, [a for _, a, _ in pairs], allow_unused=True)
-        g_ba = torch.autograd.grad(loss_ba, [b for _, _, b in pairs], allow_unused=True)
-        for (pname, a, _), ga, gb in zip(pairs, g_sj, g_ba, strict=True):
-            ga = torch.zeros_like(a) if ga is None else ga
-            gb = torch.zeros_like(a) if gb is None else gb
-            grad_rel[pname] = max_rel_diff(gb, ga)
-    notes = [f"{len(layers)} neuron layers; output max |Δ| = {max_abs_diff(out_ba, out_sj):.3g}"]
-    worst = max(grad_rel.values(), default=0.0)
-    if multi_step and worst > 1e-6 and all(r.spike_mismatches == 0 for r in layers):
-        notes.append("time-folded layers: brain_ai folds (B, T) batch-major, SpikingJelly (T, B) "
-                     "time-major, so weight-gradient sums run in another order (float rounding)")
-    return MigrationReport(layers, grad_rel, spike_mismatches(out_ba, out_sj), notes=notes)
+        names = [n for n, _ in _neuron_nodes(original)]
+        out_ba = batch_to_time_first(res.output)
+        return compare_runs(names, rec_sj, rec_ba, out_sj, out_ba, pairs, seed=seed,
+                            notes=[f"{len(names)} neuron layers; output max |Δ| = "
+                                   f"{max_abs_diff(out_ba, out_sj):.3g}"])

@@ -14,6 +14,7 @@ the reason (the same checks as the adapters' ``to_snntorch`` / ``to_spikingjelly
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,10 @@ def set_backend(model: nn.Module, name: str | None) -> nn.Module:
     return model
 
 
+# neuron -> its snnTorch peer: built once (snnTorch registers every instance in a global list,
+# so rebuilding per call would leak), kept off the neuron itself, dropped with it.
+_SNNTORCH_PEERS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
 _SHARED = ("beta", "threshold", "graded_spikes_factor", "alpha")
 
 
@@ -91,11 +96,10 @@ class _SnnTorchCell:
     def __init__(self, neuron: SpikingNeuronBase) -> None:
         from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
 
-        cache = neuron.__dict__.setdefault("_peer_modules", {})
-        if "snntorch" not in cache:
-            cache["snntorch"] = to_snntorch(neuron)
-        self.peer = cache["snntorch"]
-        _share(self.peer, neuron)
+        if neuron not in _SNNTORCH_PEERS:
+            _SNNTORCH_PEERS[neuron] = to_snntorch(neuron)
+        self.peer = _SNNTORCH_PEERS[neuron]
+        _share(self.peer, neuron)  # every call: parameters may have been replaced or moved
         self.names = NEURON_RULES[type(self.peer).__name__][0]
 
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
@@ -110,15 +114,16 @@ class _SnnTorchCell:
 
 
 class _SpikingJellyCell:
-    """One step on a SpikingJelly node (single-step mode), its memories passed explicitly."""
+    """One step on a SpikingJelly node (single-step mode), its memories passed explicitly.
+
+    The node is rebuilt for every call: SJ holds θ and τ as Python floats, so a cached node
+    would miss a later ``load_state_dict``; PLIF's ``w`` is shared.
+    """
 
     def __init__(self, neuron: SpikingNeuronBase) -> None:
         from brain_ai.adapters.spikingjelly import to_spikingjelly
 
-        cache = neuron.__dict__.setdefault("_peer_modules", {})
-        if "spikingjelly" not in cache:
-            cache["spikingjelly"] = to_spikingjelly(neuron, step_mode="s")
-        self.peer = cache["spikingjelly"]
+        self.peer = to_spikingjelly(neuron, step_mode="s")
         if isinstance(getattr(neuron, "w", None), nn.Parameter):
             self.peer._parameters["w"] = neuron.w
 

@@ -163,3 +163,41 @@ def test_migrate_cli_saves_and_reports(tmp_path: Path) -> None:
     data = json.loads(js.read_text())
     assert data["equivalent"] is True
     assert all(row["spike_mismatches"] == 0 for row in data["layers"])
+
+
+def test_migrate_and_verify_after_the_original_ran_with_gradients() -> None:
+    """snnTorch keeps a graph-carrying membrane on the module after a forward pass; migrate
+    must still copy the model, and verifying must leave the original as it found it."""
+    from brain_ai.examples_snntorch import tutorial_mlp
+
+    model = tutorial_mlp()
+    x = torch.rand(20, 2, 784, generator=torch.Generator().manual_seed(0))
+    model(x)[0].sum().backward()
+    migrated = migrate(model)
+    assert verify_migration(model, migrated, x).equivalent
+    migrate(model)  # again, after verification
+
+
+def test_verify_in_train_mode_with_dropout_and_batchnorm() -> None:
+    """Same RNG state for both runs: dropout masks agree; BN statistics are restored."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Dropout(0.3),
+                          snn.Leaky(beta=0.8, init_hidden=True), nn.Linear(8, 3),
+                          snn.Leaky(beta=0.8, init_hidden=True, output=True)).train()
+    migrated = migrate(model)
+    assert migrated.training
+    before = model[1].running_mean.clone()
+    report = verify_migration(model, migrated, torch.rand(25, 4, 6) * 2)
+    assert report.equivalent, str(report)
+    torch.testing.assert_close(model[1].running_mean, before, rtol=0, atol=0)
+
+
+def test_migrate_keeps_eval_mode() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), snn.Leaky(beta=0.5, init_hidden=True)).eval()
+    assert not migrate(model).training
+
+
+def test_detach_reset_does_not_convert_to_snntorch() -> None:
+    with pytest.raises(ConversionError, match="detach_reset"):
+        to_snntorch(LIFNeuron(beta=0.8, reset="zero", detach_reset=True,
+                              beta_clamp=(0.0, 1.0)))

@@ -39,7 +39,10 @@ def test_snntorch_backend_leaves_no_hidden_state_and_shares_parameters() -> None
                        learn_beta=True, backend="snntorch", features=3)
     x = torch.tensor([[[0.6, 1.2, 0.0], [0.6, 0.0, 2.0]]])
     spikes, state = neuron(x)
-    peer = neuron.__dict__["_peer_modules"]["snntorch"]
+    from brain_ai.backends import _SNNTORCH_PEERS
+
+    peer = _SNNTORCH_PEERS[neuron]
+    assert "_peer_modules" not in vars(neuron)  # nothing stored on the neuron
     assert peer.beta is neuron.beta
     assert float(peer.mem.abs().sum()) == 0.0
     # hand-computed (delayed subtract, beta 0.8, thr 1): t0 v=[.6,1.2,0] s=[0,1,0];
@@ -67,3 +70,27 @@ def test_set_backend_on_a_whole_model_gives_identical_numbers() -> None:
         torch.testing.assert_close(peer.spikes[name], native.spikes[name], rtol=0, atol=0)
         torch.testing.assert_close(peer.membrane[name], native.membrane[name], rtol=0, atol=0)
     assert float(native.spikes["1"].detach().mean()) > 0.05
+
+
+def test_spikingjelly_backend_follows_load_state_dict() -> None:
+    """SJ keeps θ and τ as floats: the backend must see parameters loaded after first use."""
+    neuron = LIFNeuron(tau=2.0, charge="tau_input", reset="zero", comparator=">=",
+                       backend="spikingjelly", features=4)
+    x = torch.full((1, 6, 4), 0.9)
+    neuron(x)
+    state = neuron.state_dict()
+    state["threshold"] = torch.tensor(2.5)
+    state["tau"] = torch.tensor(5.0)
+    neuron.load_state_dict(state)
+    peer_spikes, _ = neuron(x)
+    neuron.backend = "native"
+    native_spikes, _ = neuron(x)
+    torch.testing.assert_close(peer_spikes, native_spikes, rtol=0, atol=0)
+    assert float(native_spikes.sum()) == 0.0  # v -> 0.9 < 2.5: never fires
+
+
+def test_detach_reset_cannot_run_on_snntorch() -> None:
+    neuron = LIFNeuron(beta=0.8, reset="zero", detach_reset=True, beta_clamp=(0.0, 1.0),
+                       backend="snntorch", features=2)
+    with pytest.raises(ConversionError, match="detach_reset"):
+        neuron(torch.rand(1, 3, 2))
