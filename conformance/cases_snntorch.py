@@ -1,8 +1,9 @@
 """Conformance cases: brain_ai vs snnTorch 1.0.0 (neurons, surrogates, models, guards).
 
 Each neuron case drives both implementations with the same time-first input ``(T, B, N)``
-(T = 100, firing rates between 5% and 50%), snnTorch with explicit states from
-``reset_mem()``, brain_ai through ``sequence`` on the batch-first view; then compares
+(T = 100; firing rates between 5% and 50%, except ``reset="none"``, which fires more),
+snnTorch with explicit zero states, brain_ai through ``sequence`` on the batch-first view;
+then compares
 spikes, membranes (the value snnTorch returns) and the gradients of
 ``Σ spk·w_s + Σ mem·w_m`` w.r.t. the input and every learnable parameter (paired by name).
 """

@@ -7,13 +7,17 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from brain_ai.errors import ShapeError
+
 __all__ = ["max_abs_diff", "max_rel_diff", "max_rel_grad", "spike_mismatches"]
 
 
 def spike_mismatches(a: Tensor, b: Tensor) -> int:
     """Number of elements where two spike tensors differ (shapes must match)."""
     if a.shape != b.shape:
-        raise ValueError(f"spike_mismatches: shapes differ ({tuple(a.shape)} vs {tuple(b.shape)})")
+        raise ShapeError("spike_mismatches", "the spike tensors have different shapes",
+                         got=tuple(a.shape), expected=tuple(b.shape),
+                         hint="compare trains in the same layout (use the axis helpers)")
     return int((a.detach().float() != b.detach().float()).sum().item())
 
 
@@ -44,7 +48,11 @@ def max_rel_diff(a: Tensor, b: Tensor) -> float:
 def max_rel_grad(
     ours: Iterable[Tensor | None], theirs: Iterable[Tensor | None]
 ) -> float:
-    """Largest :func:`max_rel_diff` over paired gradients (``inf`` if one side is missing)."""
+    """Largest :func:`max_rel_diff` over paired gradients.
+
+    A gradient missing on one side counts as zeros there: equal to an all-zero gradient on the
+    other side, and a relative difference of 1 against any non-zero one.
+    """
     worst = 0.0
     for a, b in zip(ours, theirs, strict=True):
         if a is None and b is None:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from brain_ai.errors import PeerMissingError
+from brain_ai.errors import ConfigError, PeerMissingError
 
 __all__ = [
     "CASES",
@@ -101,7 +101,9 @@ CASES: list[Case] = []
 def register(case: Case) -> Case:
     """Add ``case`` to the registry; names must be unique."""
     if any(c.name == case.name for c in CASES):
-        raise ValueError(f"register: duplicate conformance case name {case.name!r}")
+        raise ConfigError("register", "duplicate conformance case name", got=case.name,
+                          expected="a name no other case uses",
+                          hint="add the distinguishing option to the name")
     CASES.append(case)
     return case
 

@@ -868,8 +868,8 @@ def rate_cross_entropy(
         inner: str = reduction if weight is None else "none"
         loss: Tensor = torch.zeros((b,) if inner == "none" else (), dtype=torch.float32,
                                    device=spikes.device)
-        for step in range(t):
-            loss = loss + F.nll_loss(logp[step], y, weight=weight, reduction=inner)
+        for logp_t in logp.unbind(0):  # snnTorch's summation order, no per-step indexing
+            loss = loss + F.nll_loss(logp_t, y, weight=weight, reduction=inner)
         loss = loss / t
         if weight is not None and reduction == "mean":
             return loss.mean()
@@ -964,8 +964,8 @@ def mse_membrane(
         v = batch_to_time_first(membrane.float())  # (T, B, C) view
         loss: Tensor = torch.zeros((b, c) if reduction == "none" else (), dtype=torch.float32,
                                    device=membrane.device)
-        for step in range(t):
-            loss = loss + F.mse_loss(v[step], target, reduction=reduction)
+        for v_t in v.unbind(0):  # snnTorch's summation order, no per-step indexing
+            loss = loss + F.mse_loss(v_t, target, reduction=reduction)
         return loss / t
 
 

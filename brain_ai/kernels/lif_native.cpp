@@ -8,19 +8,138 @@
 // per rule, with the rule choice hoisted out of the loop.
 
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace {
+
+// ---------------------------------------------------------------- buffer pool
+// The op's large outputs (spikes, the saved h, the input gradient) come from a small cache of
+// freed blocks. glibc hands freed multi-MiB blocks back to the OS (munmap, heap trim), so a
+// training loop would get fresh pages each step and fault them in one 4 KiB page at a time:
+// at (32, 100, 512) that costs more than the op. Blocks are matched by exact size (a training
+// loop repeats its shapes); the cache holds at most $BRAIN_AI_POOL_MB MiB of free blocks
+// (default 512; 0 disables it), evicting the oldest first. Blocks in use are not counted:
+// they are the tensors the caller holds. Tensors from the pool are ordinary CPU tensors (the
+// storage keeps this allocator, so even resize_ works); only the memory's origin differs.
+class Pool final : public c10::Allocator {
+ public:
+  static constexpr size_t kMin = size_t(256) << 10;  // smaller: the default CPU allocator
+  static constexpr size_t kHeader = 64;               // keeps c10's 64-byte alignment
+  static constexpr size_t kMaxBlocks = 64;
+
+  Pool() {
+    const char* env = std::getenv("BRAIN_AI_POOL_MB");
+    limit_ = (env && *env) ? size_t(std::strtoull(env, nullptr, 10)) << 20 : size_t(512) << 20;
+  }
+
+  c10::DataPtr allocate(size_t n) override {
+    if (n < kMin || limit_ == 0) return c10::GetDefaultCPUAllocator()->allocate(n);
+    void* base = take(n);
+    if (base == nullptr) {
+      base = c10::alloc_cpu(n + kHeader);
+      *static_cast<size_t*>(base) = n;
+    }
+    return {static_cast<char*>(base) + kHeader, base, &Pool::release,
+            c10::Device(c10::DeviceType::CPU)};
+  }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  static Pool& get() {
+    static Pool* pool = new Pool();  // never destroyed: tensors may be freed at exit
+    return *pool;
+  }
+
+  // Frees every cached block; returns the bytes freed.
+  int64_t empty() {
+    std::deque<std::pair<size_t, void*>> blocks;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      blocks.swap(free_);
+      cached_ = 0;
+    }
+    int64_t bytes = 0;
+    for (auto& b : blocks) {
+      bytes += int64_t(b.first);
+      c10::free_cpu(b.second);
+    }
+    return bytes;
+  }
+
+  int64_t cached() {
+    std::lock_guard<std::mutex> g(mu_);
+    return int64_t(cached_);
+  }
+
+ private:
+  void* take(size_t n) {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto it = free_.rbegin(); it != free_.rend(); ++it) {  // newest first: warmest
+      if (it->first == n) {
+        void* base = it->second;
+        free_.erase(std::next(it).base());
+        cached_ -= n;
+        return base;
+      }
+    }
+    return nullptr;
+  }
+
+  static void release(void* base) {
+    Pool& p = get();
+    const size_t n = *static_cast<size_t*>(base);
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> g(p.mu_);
+      if (n > p.limit_) {
+        evicted.push_back(base);
+      } else {
+        while (!p.free_.empty() && (p.cached_ + n > p.limit_ || p.free_.size() >= kMaxBlocks)) {
+          evicted.push_back(p.free_.front().second);
+          p.cached_ -= p.free_.front().first;
+          p.free_.pop_front();
+        }
+        p.free_.emplace_back(n, base);
+        p.cached_ += n;
+      }
+    }
+    for (void* b : evicted) c10::free_cpu(b);
+  }
+
+  std::mutex mu_;
+  std::deque<std::pair<size_t, void*>> free_;  // (bytes, block), oldest first
+  size_t cached_ = 0;
+  size_t limit_;
+};
+
+// An uninitialized contiguous CPU tensor from the pool.
+at::Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dt) {
+  return at::detail::empty_generic(size, &Pool::get(), c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   dt, std::nullopt);
+}
 
 constexpr int64_t BLK = 64;
 
@@ -184,15 +303,16 @@ struct FwdArgs {
   const T *x, *v0, *i0, *leak, *th, *al;
   T *spk, *h, *trace, *vT, *iT;
   int64_t T_, N;
+  int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
 };
 
 template <typename T>
 void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
   T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK];
   const int64_t base = b * a.N + n0;
-  const T* lk = a.leak + base;
-  const T* th = a.th + base;
-  const T* al = c.syn ? a.al + base : nullptr;
+  const T* lk = a.leak + b * a.lrs + n0;
+  const T* th = a.th + b * a.trs + n0;
+  const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
   const T vr = T(c.vr);
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   if (c.syn) for (int64_t k = 0; k < len; ++k) cur[k] = a.i0[base + k];
@@ -259,7 +379,8 @@ struct BwdArgs {
   T *gx, *gv0, *gi0;
   double *gleak, *gth, *gal;
   int64_t T_, N;
-  bool gspk_scalar, gtr_scalar;  // a gradient broadcast from one value (e.g. of a .sum())
+  int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
+  bool gspk_scalar, gtr_scalar, gv_scalar;  // broadcast from one value (e.g. of a .sum())
 };
 
 template <typename T>
@@ -270,16 +391,16 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   double accl[BLK], acct[BLK], acca[BLK];
   const int64_t Tn = a.T_, N = a.N;
   const int64_t base = b * N + n0;
-  const T* lk = a.leak + base;
-  const T* th = a.th + base;
-  const T* al = c.syn ? a.al + base : nullptr;
+  const T* lk = a.leak + b * a.lrs + n0;
+  const T* th = a.th + b * a.trs + n0;
+  const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
   const T vr = T(c.vr);
   const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
   const bool need_al = a.gal != nullptr;
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   const bool need_i = need_drive || need_al;
   for (int64_t k = 0; k < len; ++k) {
-    gv[k] = a.gvT ? a.gvT[base + k] : T(0);
+    gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
     gi[k] = (c.syn && a.giT) ? a.giT[base + k] : T(0);
     accl[k] = 0.0;
     acct[k] = 0.0;
@@ -483,18 +604,64 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
 }
 
-// Items = B x ceil(N / blk); problems under ~64k neuron-steps stay on the calling thread.
+// Work shared without a barrier: chunks are claimed from an atomic counter by the calling
+// thread and by helpers on torch's inter-op pool (at::launch), and the call returns as soon
+// as every chunk is done. A helper that starts late (a busy or descheduled core) finds no work
+// left instead of holding everyone at a barrier, as an OpenMP region would: on a loaded or
+// virtualized 2-core machine that barrier alone cost 5-10 ms per call. Helpers never touch the
+// caller's frame after the last chunk: they only call `body` for a chunk they claimed.
+struct SharedWork {
+  std::atomic<int64_t> next{0}, done{0};
+  int64_t chunks = 0;
+  std::function<void(int64_t)> body;
+  void work() {
+    for (;;) {
+      const int64_t ch = next.fetch_add(1, std::memory_order_relaxed);
+      if (ch >= chunks) return;
+      body(ch);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
+// fn(b, n0, len) for items = B x ceil(N / blk); problems under ~64k neuron-steps stay on the
+// calling thread; at most at::get_num_threads() threads work on one call.
 template <typename F>
 void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
   const int64_t nb = (N + blk - 1) / blk;
+  const int64_t items = B * nb;
   const int64_t per_item = std::max<int64_t>(1, T_ * std::min<int64_t>(N, blk));
   const int64_t grain = std::max<int64_t>(1, 65536 / per_item);
-  at::parallel_for(0, B * nb, grain, [&](int64_t lo, int64_t hi) {
-    for (int64_t it = lo; it < hi; ++it) {
+  const int64_t chunks = (items + grain - 1) / grain;
+  auto run_chunk = [&](int64_t ch) {
+    const int64_t hi = std::min(items, (ch + 1) * grain);
+    for (int64_t it = ch * grain; it < hi; ++it) {
       const int64_t b = it / nb, n0 = (it % nb) * blk;
       fn(b, n0, std::min<int64_t>(blk, N - n0));
     }
-  });
+  };
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), chunks);
+  const char* mode = std::getenv("BA_MODE");
+  const bool omp = mode && mode[0] == 'o';
+  if (mode && mode[0] == 's') { for (int64_t ch = 0; ch < chunks; ++ch) run_chunk(ch); return; }
+  if (omp) {
+    at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t ch = lo; ch < hi; ++ch) run_chunk(ch);
+    });
+    return;
+  }
+  if (threads <= 1 || at::in_parallel_region()) {
+    for (int64_t ch = 0; ch < chunks; ++ch) run_chunk(ch);
+    return;
+  }
+  auto job = std::make_shared<SharedWork>();
+  job->chunks = chunks;
+  job->body = run_chunk;
+  for (int64_t t = 1; t < threads; ++t) at::launch([job] { job->work(); });
+  job->work();
+  for (int spins = 0; job->done.load(std::memory_order_acquire) < chunks; ++spins) {
+    if (spins > 64) std::this_thread::yield();  // a helper is finishing its last chunk
+  }
 }
 
 // ---------------------------------------------------------------- fast paths
@@ -510,8 +677,8 @@ template <typename T, int64_t RS>
 void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
   T v[FAST_BLK];
   const int64_t base = b * a.N + n0;
-  const T* __restrict lk = a.leak + base;
-  const T* __restrict th = a.th + base;
+  const T* __restrict lk = a.leak + b * a.lrs + n0;
+  const T* __restrict th = a.th + b * a.trs + n0;
   const T vr = T(c.vr);
   const bool ge = c.ge;
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
@@ -596,15 +763,15 @@ template <typename T, int64_t RS, int64_t S>
 void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
   T gv[FAST_BLK];
   const int64_t base = b * a.N + n0;
-  const T* __restrict lk = a.leak + base;
-  const T* __restrict th = a.th + base;
+  const T* __restrict lk = a.leak + b * a.lrs + n0;
+  const T* __restrict th = a.th + b * a.trs + n0;
   const T vr = T(c.vr);
   const bool ge = c.ge, detach = c.detach;
   const SurrFn<T, S> surr(c.sp);
   const T gs0 = (a.gspk && a.gspk_scalar) ? a.gspk[0] : T(0);
   const bool gtr_scalar = a.gtr && a.gtr_scalar;
   const T gt0 = gtr_scalar ? a.gtr[0] : T(0);
-  for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[base + k] : T(0);
+  for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
   for (int64_t t = a.T_ - 1; t >= 0; --t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
     const T* __restrict ht = a.h + off;
@@ -676,6 +843,24 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t num
               numel, " elements");
 }
 
+// A parameter (leak, threshold, alpha): (B, N) rows, one (N,) row shared by the batch, or one
+// value. Returns the row stride (N or 0); one value is spread over `row` (N entries).
+int64_t check_param(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t B,
+                    int64_t N) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == dt &&
+                  ((t.dim() == 2 && t.numel() == B * N) || t.numel() == N || t.numel() == 1),
+              "brain_ai lif: ", name, " must be a contiguous CPU tensor of the input dtype with ",
+              "shape (B, N), N or 1 elements");
+  return (t.dim() == 2 && t.numel() == B * N) ? N : 0;
+}
+
+template <typename T>
+const T* param_rows(const at::Tensor& t, int64_t N, std::vector<T>& row) {
+  if (t.numel() != 1 || N == 1) return t.data_ptr<T>();  // (B, N) or (N,)
+  row.assign(static_cast<size_t>(N), t.data_ptr<T>()[0]);
+  return row.data();
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forward(
     const at::Tensor& x, const at::Tensor& v0, const std::optional<at::Tensor>& i0,
     const at::Tensor& leak, const at::Tensor& th, const std::optional<at::Tensor>& alpha,
@@ -687,28 +872,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
   const auto dt = x.scalar_type();
   check(x, "x", dt, B * T_ * N);
   check(v0, "v0", dt, B * N);
-  check(leak, "leak", dt, B * N);
-  check(th, "threshold", dt, B * N);
+  const int64_t lrs = check_param(leak, "leak", dt, B, N);
+  const int64_t trs = check_param(th, "threshold", dt, B, N);
+  int64_t ars = 0;
   if (c.syn) {
     TORCH_CHECK(i0.has_value() && alpha.has_value(), "brain_ai lif: synapse needs i0, alpha");
     check(*i0, "i0", dt, B * N);
-    check(*alpha, "alpha", dt, B * N);
+    ars = check_param(*alpha, "alpha", dt, B, N);
   }
   auto opts = x.options();
-  at::Tensor spk = at::empty({B, T_, N}, opts);
-  at::Tensor h = save_h ? at::empty({B, T_, N}, opts) : at::empty({0}, opts);
-  at::Tensor trace = (record_v && !c.delayed()) ? at::empty({B, T_, N}, opts) : at::empty({0}, opts);
+  at::Tensor spk = pooled_empty({B, T_, N}, dt);
+  at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
+  at::Tensor trace = (record_v && !c.delayed()) ? pooled_empty({B, T_, N}, dt)
+                                                : at::empty({0}, opts);
   at::Tensor vT = at::empty({B, N}, opts);
   at::Tensor iT = c.syn ? at::empty({B, N}, opts) : at::empty({0}, opts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
+    std::vector<scalar_t> lrow, trow, arow;
     FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr,
-                        leak.data_ptr<scalar_t>(), th.data_ptr<scalar_t>(),
-                        c.syn ? alpha->data_ptr<scalar_t>() : nullptr,
+                        param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
+                        c.syn ? param_rows<scalar_t>(*alpha, N, arow) : nullptr,
                         spk.data_ptr<scalar_t>(), save_h ? h.data_ptr<scalar_t>() : nullptr,
                         trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
                         vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
-                        T_, N};
+                        T_, N, lrs, trs, ars};
     if (fast_fwd_ok(c)) {
       auto go = [&](auto fn) {
         for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
@@ -740,16 +928,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto dt = h.scalar_type();
   check(h, "h", dt, B * T_ * N);
   check(v0, "v0", dt, B * N);
-  check(leak, "leak", dt, B * N);
-  check(th, "threshold", dt, B * N);
+  const int64_t lrs = check_param(leak, "leak", dt, B, N);
+  const int64_t trs = check_param(th, "threshold", dt, B, N);
+  int64_t ars = 0;
   const bool gspk_scalar = gspk && gspk->numel() == 1 && B * T_ * N != 1;
   const bool gtr_scalar = gtr && gtr->numel() == 1 && B * T_ * N != 1;
+  const bool gv_scalar = gvT && gvT->numel() == 1 && B * N != 1;
   if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, gspk_scalar ? 1 : B * T_ * N);
   if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, gtr_scalar ? 1 : B * T_ * N);
-  if (gvT && gvT->numel()) check(*gvT, "grad v", dt, B * N);
+  if (gvT && gvT->numel()) check(*gvT, "grad v", dt, gv_scalar ? 1 : B * N);
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   if (c.syn) {
-    check(*alpha, "alpha", dt, B * N);
+    ars = check_param(*alpha, "alpha", dt, B, N);
     check(*i0, "i0", dt, B * N);
     if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
   }
@@ -757,26 +947,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto opts = h.options();
   auto dopts = opts.dtype(at::kDouble);
   at::Tensor empty = at::empty({0}, opts);
-  at::Tensor gx = need_x ? at::empty({B, T_, N}, opts) : empty;
+  at::Tensor gx = need_x ? pooled_empty({B, T_, N}, dt) : empty;
   at::Tensor gv0 = need_v0 ? at::empty({B, N}, opts) : empty;
   at::Tensor gi0 = (c.syn && need_i0) ? at::empty({B, N}, opts) : empty;
   at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor gt = need_th ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor ga = (c.syn && need_alpha) ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
+    std::vector<scalar_t> lrow, trow, arow;
     BwdArgs<scalar_t> a{h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(gspk),
                         ptr_or_null<scalar_t>(gvT), ptr_or_null<scalar_t>(giT),
                         ptr_or_null<scalar_t>(gtr), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr, ptr_or_null<scalar_t>(x),
-                        leak.data_ptr<scalar_t>(), th.data_ptr<scalar_t>(),
-                        c.syn ? alpha->data_ptr<scalar_t>() : nullptr,
+                        param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
+                        c.syn ? param_rows<scalar_t>(*alpha, N, arow) : nullptr,
                         need_x ? gx.data_ptr<scalar_t>() : nullptr,
                         need_v0 ? gv0.data_ptr<scalar_t>() : nullptr,
                         gi0.numel() ? gi0.data_ptr<scalar_t>() : nullptr,
                         need_leak ? gl.data_ptr<double>() : nullptr,
                         need_th ? gt.data_ptr<double>() : nullptr,
-                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, gspk_scalar,
-                        gtr_scalar};
+                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, lrs, trs, ars,
+                        gspk_scalar, gtr_scalar, gv_scalar};
     if (fast_bwd_ok(c, a)) {
       if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
       else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);
@@ -806,6 +997,8 @@ TORCH_LIBRARY(brain_ai_kernels, m) {
       "Tensor? alpha, int[] cfg, float v_reset, float surrogate_param, bool need_x, "
       "bool need_v0, bool need_i0, bool need_leak, bool need_threshold, bool need_alpha) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
+  m.def("pool_cached() -> int", [] { return Pool::get().cached(); });
 }
 
 TORCH_LIBRARY_IMPL(brain_ai_kernels, CPU, m) {

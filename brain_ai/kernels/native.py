@@ -254,7 +254,7 @@ class NativeLIF(torch.autograd.Function):
         g_i = grads[2] if syn else None
         g_tr = grads[-1] if ctx.record_v else None
         gx, gv0, gi0, gl, gt, ga = torch.ops.brain_ai_kernels.lif_backward(
-            h, _contiguous(g_spk, True), _contiguous(g_v), _contiguous(g_i),
+            h, _contiguous(g_spk, True), _contiguous(g_v, True), _contiguous(g_i),
             _contiguous(g_tr, True), v0, i0, x, leak, threshold, alpha, cfg, ctx.v_reset,
             ctx.sp, needs[4], needs[5], syn and needs[6], needs[7], needs[8], syn and needs[9])
         dt = h.dtype
@@ -279,17 +279,32 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     n = 1
     for f in feat:
         n *= f
-    full = (b, *feat)
+    full = torch.Size((b, *feat))
+    one = len(feat) == 1  # (B, T, N) already: no reshapes (each would be an autograd node)
 
     def flat(t: Tensor) -> Tensor:
+        if t.shape == full and t.is_contiguous():
+            return t if one else t.view(b, n)
         return t.expand(full).reshape(b, n).contiguous()
+
+    def param(t: Tensor) -> Tensor:
+        """A parameter without a gradient goes without a copy where its layout allows (one
+        value, or one row shared by the batch); one with a gradient goes as ``(B, N)`` rows,
+        as it always has (autograd reduces the op's per-row gradient to its shape)."""
+        if not t.requires_grad and t.is_contiguous():
+            if t.numel() == 1 or (t.shape == feat if one else
+                                  t.numel() == n and t.shape[t.dim() - len(feat):] == feat):
+                return t
+        return flat(t)
 
     _, pname = _surrogate_param(cfg)
     sp = float(getattr(c.surrogate, pname)) if pname else 0.0
+    xs = x if one and x.is_contiguous() else x.reshape(b, steps, n).contiguous()
     outs = NativeLIF.apply(
-        cfg, c.v_reset, sp, c.record_v, x.reshape(b, steps, n).contiguous(), flat(v0),
-        flat(i0) if i0 is not None else None, flat(leak), flat(threshold),
-        flat(alpha) if alpha is not None else None)
+        cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0) if i0 is not None else None,
+        param(leak), param(threshold), param(alpha) if alpha is not None else None)
+    if one:
+        return tuple(outs)
     res = [outs[0].view(b, steps, *feat), outs[1].view(full)]
     if c.synapse:
         res.append(outs[2].view(full))
