@@ -13,9 +13,11 @@ __all__ = [
     "BrainAIError",
     "ConfigError",
     "ConversionError",
+    "DTypeError",
     "PeerMissingError",
     "ShapeError",
     "format_error",
+    "is_int",
 ]
 
 
@@ -47,6 +49,10 @@ class ShapeError(BrainAIError, ValueError):
     """A tensor has the wrong rank or shape (inputs and states are never broadcast)."""
 
 
+class DTypeError(BrainAIError, TypeError):
+    """Tensors that must share a dtype do not (brain_ai never casts them silently)."""
+
+
 class ConfigError(BrainAIError, ValueError):
     """A configuration value is out of range or unknown."""
 
@@ -57,3 +63,8 @@ class ConversionError(BrainAIError, ValueError):
 
 class PeerMissingError(BrainAIError, ImportError):
     """A peer framework (snnTorch, SpikingJelly) needed for this call is not installed."""
+
+
+def is_int(value: object) -> bool:
+    """An ``int`` that is not a ``bool`` (``True`` is not a window length or a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -49,11 +49,14 @@ def tau_from_beta_euler(beta: float | Tensor, dt: float = 1.0) -> float | Tensor
     return _out(dt / (1.0 - _as64(beta)), beta)
 
 
-def plif_w_from_tau(tau: float) -> float:
+def plif_w_from_tau(tau: float | Tensor) -> float | Tensor:
     """SpikingJelly's ``ParametricLIFNode`` initial ``w`` for ``init_tau`` (``-ln(τ - 1)``).
 
+    A float is computed as SpikingJelly does (``math.log``, bit for bit); a tensor in float64.
     ``τ = 1`` gives ``w = +inf`` (``1/τ = sigmoid(w) = 1``: no memory).
     """
+    if isinstance(tau, Tensor):
+        return _out(-torch.log(_as64(tau) - 1.0), tau)
     return math.inf if tau == 1.0 else -math.log(tau - 1.0)
 
 

@@ -33,11 +33,11 @@ from torch import Tensor, nn
 
 from brain_ai.core import rules
 from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
-from brain_ai.core.mappings import plif_w_from_tau
+from brain_ai.core.mappings import beta_from_tau_exact, plif_w_from_tau
 from brain_ai.core.state import SpikingState, detach_state
 from brain_ai.core.surrogates import ATan, Surrogate
 from brain_ai.core.unroll import snn_unroll
-from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
 from brain_ai.kernels import fused_multi_step
 
 __all__ = [
@@ -189,7 +189,7 @@ class SpikingNeuronBase(nn.Module):
             raise ConfigError(where, "surrogate must be a brain_ai Surrogate", got=surrogate,
                               expected="e.g. ATan(), FastSigmoid(slope=25)",
                               hint="see brain_ai.core.surrogates")
-        if not isinstance(refractory_steps, int) or refractory_steps < 0:
+        if not is_int(refractory_steps) or refractory_steps < 0:
             raise ConfigError(where, "refractory_steps must be an int >= 0",
                               got=repr(refractory_steps), expected="int >= 0",
                               hint="0 disables the refractory period")
@@ -197,7 +197,7 @@ class SpikingNeuronBase(nn.Module):
             raise ConfigError(where, "a refractory period needs the immediate reset timing",
                               got=reset_timing, expected="'immediate'",
                               hint="peer timings (delayed/compensated) have no refractory period")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        if chunk_size is not None and (not is_int(chunk_size) or chunk_size <= 0):
             raise ConfigError(where, "chunk_size must be a positive int or None",
                               got=repr(chunk_size), expected="int > 0 or None",
                               hint="None runs full BPTT")
@@ -211,6 +211,11 @@ class SpikingNeuronBase(nn.Module):
             None if features is None
             else (features,) if isinstance(features, int) else tuple(features)
         )
+        if self.features is not None and not all(is_int(n) and n > 0 for n in self.features):
+            raise ConfigError(where, "features must be positive ints", got=features,
+                              expected="N or a shape like (C, H, W)",
+                              hint="features is the shape of one sample's neurons")
+        self._rank = None if self.features is None else len(self.features)
         self.charge = charge
         self.reset = reset
         self.reset_timing = reset_timing
@@ -247,8 +252,8 @@ class SpikingNeuronBase(nn.Module):
             t = _tensor(tau, "tau", where)
             _in_range(where, "tau", t, 1.0, math.inf, "tau is in steps (dt = 1); tau >= 1")
             if charge in ("rate", "rate_input"):  # 1/τ = sigmoid(w), as SpikingJelly's PLIF
-                w = (-torch.log(t.double() - 1.0)).float() if t.dim() else torch.as_tensor(
-                    plif_w_from_tau(float(t)))
+                w = torch.as_tensor(plif_w_from_tau(t if t.dim() else float(t)),
+                                    dtype=torch.float32)
                 self._register("w", w, learn_tau)
             else:
                 self._register("tau", t, learn_tau)
@@ -269,6 +274,22 @@ class SpikingNeuronBase(nn.Module):
             self.register_buffer("input_gain", _tensor(input_gain, "input_gain", where))
         else:
             self.input_gain = None
+        self._check_param_shapes(where)
+
+    def _check_param_shapes(self, where: str) -> None:
+        """Per-neuron parameters must broadcast to ``features`` (never over the batch)."""
+        if self.features is None:
+            return
+        for name, t in [*self.named_parameters(recurse=False), *self.named_buffers(recurse=False)]:
+            try:
+                ok = torch.broadcast_shapes(t.shape, self.features) == self.features
+            except RuntimeError:
+                ok = False
+            if not ok:
+                raise ConfigError(where, f"{name} does not fit the neurons' shape",
+                                  got=tuple(t.shape), expected=f"broadcastable to {self.features}",
+                                  hint="per-neuron parameters have the shape of one sample's "
+                                       "neurons (no batch axis)")
 
     # ---------------------------------------------------------------- parameters
     def _register(self, name: str, value: Tensor, learn: bool) -> None:
@@ -317,9 +338,15 @@ class SpikingNeuronBase(nn.Module):
 
     # ---------------------------------------------------------------- state lifecycle
     def _state_dtype(self, dtype: torch.dtype) -> torch.dtype:
+        """``"input"``: the input's dtype; ``"float32"``: at least fp32, and at least the
+        parameters' dtype (a float64 parameter would promote the state after one step)."""
         if self.dtype_policy == "input":
             return dtype
-        return torch.promote_types(dtype, torch.float32)
+        out = torch.promote_types(dtype, torch.float32)
+        for t in (*self.parameters(recurse=False), *self.buffers(recurse=False)):
+            if t.is_floating_point() and t.dim() > 0:
+                out = torch.promote_types(out, t.dtype)
+        return out
 
     def reset_state(
         self,
@@ -340,7 +367,7 @@ class SpikingNeuronBase(nn.Module):
             raise ShapeError(where, "the feature shape is unknown", got=None,
                              expected="feature_shape=(N,) or features= at construction",
                              hint="pass feature_shape, or let forward(x, state=None) build it")
-        if not isinstance(batch_size, int) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise ShapeError(where, "batch_size must be a positive int", got=batch_size,
                              expected="int > 0", hint="use x.shape[0]")
         full = (batch_size, *shape)
@@ -393,28 +420,26 @@ class SpikingNeuronBase(nn.Module):
                              expected="float16/bfloat16/float32/float64",
                              hint="convert spikes or counts with x.float()")
         inputs = self.input_features()
-        if state is not None and isinstance(state, SpikingState):
-            v = state.v
-            f = inputs if inputs is not None else tuple(v.shape[1:])
-            if x.dim() == len(f) + 2 and x.shape[0] == v.shape[0] and tuple(x.shape[2:]) == f:
-                return "sequence"
-            return "step"  # shape mismatches are reported by _check_state
-        if inputs is not None:
-            n = len(inputs)
-            if x.dim() == n + 1:
-                return "step"
-            if x.dim() == n + 2:
-                return "sequence"
-            raise ShapeError(where, "x has the wrong rank for this neuron's features",
+        rank = len(inputs) if inputs is not None else self._rank
+        if rank is None and isinstance(state, SpikingState):
+            rank = state.v.dim() - 1
+        if rank is None:
+            raise ShapeError(where, "cannot tell step input (B, ...) from sequence input "
+                             "(B, T, ...)", got=tuple(x.shape),
+                             expected="features= at construction, or a state",
+                             hint="construct with features=..., pass state=, or call "
+                                  ".step(x) / .sequence(x)")
+        if x.dim() not in (rank + 1, rank + 2):
+            raise ShapeError(where, "x has the wrong rank for this neuron",
                              got=tuple(x.shape),
-                             expected=f"(B, *{inputs}) or (B, T, *{inputs})",
+                             expected=f"(B, *f) or (B, T, *f) with {rank} feature dims",
                              hint="inputs are batch-first; time-first data: "
                                   "time_to_batch_first(x)")
-        raise ShapeError(where, "cannot tell step input (B, ...) from sequence input "
-                         "(B, T, ...)", got=tuple(x.shape),
-                         expected="features= at construction, or a state",
-                         hint="construct with features=..., pass state=, or call "
-                              ".step(x) / .sequence(x)")
+        if inputs and tuple(x.shape[x.dim() - len(inputs):]) != inputs:
+            raise ShapeError(where, "x does not end with this neuron's feature shape",
+                             got=tuple(x.shape), expected=f"(B, [T,] *{inputs})",
+                             hint="check the preceding layer's output size")
+        return "step" if x.dim() == rank + 1 else "sequence"
 
     def input_features(self) -> tuple[int, ...] | None:
         """Feature shape of one input step, if known (``features`` unless projected)."""
@@ -621,7 +646,8 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
                                   hint="the recurrent conv keeps the channel count")
             c = features[0]
             if len(features) == 1:
-                self.features = None  # H, W unknown: the mode is read from the state/rank
+                self.features = None  # H, W unknown: the mode is read from the rank
+                self._rank = 3
             self.recurrent = nn.Conv2d(c, c, kernel_size, padding=kernel_size // 2, bias=bias)
         else:
             self.recurrent = _OneToOne(_tensor(V, "V", where), learn_recurrent)
@@ -635,6 +661,17 @@ class RecurrentLIFNeuron(SpikingNeuronBase):
                            else nn.Linear(in_features, features[0]))
 
     def prepare_input(self, x: Tensor) -> Tensor:
+        weight = next(self.recurrent.parameters(), None)
+        if weight is None:
+            weight = next(self.recurrent.buffers(), None)
+        state_dtype = self._state_dtype(x.dtype)
+        if weight is not None and weight.dtype != state_dtype:
+            raise DTypeError(f"{type(self).__name__}.forward",
+                             "the state's dtype differs from the recurrent weights' dtype",
+                             got=f"state {state_dtype}, weights {weight.dtype}",
+                             expected="the same dtype",
+                             hint=f"convert the neuron with .to({state_dtype}), or the input "
+                                  f"with x.to({weight.dtype})")
         x = super().prepare_input(x)
         return x if self.input_proj is None else self.input_proj(x)
 
@@ -699,7 +736,8 @@ class AdvancedLIFNeuron(AdaptiveLIFNeuron):
         self._register("delays", delays, learn_delays)
 
     def leak(self) -> Tensor:
-        return torch.exp(-1.0 / self.log_tau.exp()).clamp(*self.beta_clamp)  # exact decay, dt=1
+        beta = beta_from_tau_exact(self.log_tau.exp())  # exact decay, dt = 1
+        return beta.clamp(*self.beta_clamp)  # type: ignore[union-attr]
 
     def params(self) -> LIFParams:
         return _with(super().params(), delays=self.delays.clamp(0.0, float(self.max_delay)))
