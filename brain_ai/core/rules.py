@@ -52,7 +52,7 @@ from typing import Literal, get_args
 
 from torch import Tensor
 
-from brain_ai.core.surrogates import Surrogate, heaviside
+from brain_ai.core.surrogates import Surrogate, heaviside, step_function
 from brain_ai.errors import ConfigError
 
 __all__ = [
@@ -117,8 +117,7 @@ def fire(h: Tensor, threshold: Tensor, surrogate: Surrogate, comparator: str) ->
 
 def carried_reset(v: Tensor, threshold: Tensor, comparator: str) -> Tensor:
     """``r = H(v - θ)`` of the stored membrane, detached (the delayed/compensated reset)."""
-    d = (v - threshold).detach()
-    return (d >= 0).to(d.dtype) if comparator == ">=" else (d > 0).to(d.dtype)
+    return step_function((v - threshold).detach(), comparator == ">=")
 
 
 def apply_carried_reset_pre(v: Tensor, r: Tensor, mechanism: str, threshold: Tensor,

@@ -53,8 +53,17 @@ __all__ = [
     "Surrogate",
     "Triangular",
     "heaviside",
+    "step_function",
     "surrogate_from_name",
 ]
+
+
+def step_function(x: Tensor, inclusive: bool) -> Tensor:
+    """The exact Heaviside step, no gradient: ``x >= 0`` if ``inclusive`` else ``x > 0``.
+
+    The one place the tie rule is written; :func:`heaviside` adds the surrogate backward.
+    """
+    return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
 
 
 class _SpikeFn(torch.autograd.Function):
@@ -64,7 +73,7 @@ class _SpikeFn(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, surrogate: Surrogate, inclusive: bool) -> Tensor:  # type: ignore[override]
-        return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)
+        return step_function(x, inclusive)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:

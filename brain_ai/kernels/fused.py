@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import rules
-from brain_ai.core.surrogates import Surrogate
+from brain_ai.core.surrogates import Surrogate, step_function
 
 __all__ = ["FusedConfig", "FusedLIF", "run_fused"]
 
@@ -76,7 +76,7 @@ class FusedConfig:
 
 def _spike(d: Tensor, comparator: str) -> Tensor:
     """The forward of :func:`brain_ai.core.surrogates.heaviside`, without autograd."""
-    return (d >= 0).to(d.dtype) if comparator == ">=" else (d > 0).to(d.dtype)
+    return step_function(d, comparator == ">=")
 
 
 def _reduce(g: Tensor, like: Tensor) -> Tensor:
