@@ -12,7 +12,8 @@ from typing import Any
 
 from brain_ai.core import rules
 from brain_ai.core.surrogates import SURROGATE_NAMES
-from brain_ai.errors import ConfigError
+from brain_ai.core.unroll import check_chunk_size
+from brain_ai.errors import ConfigError, is_int
 
 __all__ = [
     "CodecPreset",
@@ -35,14 +36,7 @@ _DTYPE_POLICIES = ("float32", "input")
 
 
 def _one_of(name: str, value: object, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ConfigError(
-            f"SNNConfig.{name}",
-            f"unknown {name}",
-            got=repr(value),
-            expected=" | ".join(repr(o) for o in options),
-            hint=f"pick one of the listed values for {name}",
-        )
+    rules.check_rule(f"SNNConfig.{name}", name, value, options)
 
 
 @dataclass
@@ -71,6 +65,7 @@ class SNNConfig:
     learn_beta: bool = False
     learn_threshold: bool = False
     beta_param: str = "clamp"
+    beta_clamp: tuple[float, float] = (0.0, 0.999)
     alpha: float | None = None
     refractory_steps: int = 0
     chunk_size: int | None = None
@@ -78,6 +73,7 @@ class SNNConfig:
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(self.hidden_sizes)
+        self.beta_clamp = tuple(self.beta_clamp)  # type: ignore[assignment]
         _one_of("neuron", self.neuron, _NEURONS)
         _one_of("reset", self.reset, _RESETS)
         _one_of("reset_timing", self.reset_timing, _TIMINGS)
@@ -85,30 +81,41 @@ class SNNConfig:
         _one_of("surrogate", self.surrogate, _SURROGATES)
         _one_of("beta_param", self.beta_param, ("clamp", "sigmoid"))
         _one_of("dtype_policy", self.dtype_policy, _DTYPE_POLICIES)
-        if not 0.0 <= self.beta <= 1.0:
-            raise ConfigError("SNNConfig.beta", "beta is outside [0, 1]", got=self.beta,
-                              expected="0 <= beta <= 1 (natively clamped to [0, 0.999])",
-                              hint="beta = exp(-dt/tau); a beta above 1 makes the membrane explode")
+        for name in ("beta", "threshold", "v_reset") + (("alpha",) if self.alpha is not None
+                                                        else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"SNNConfig.{name}", f"{name} must be a number",
+                                  got=repr(value), expected="a float",
+                                  hint="per-neuron tensors go to the neuron classes directly")
+        lo, hi = self.beta_clamp
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ConfigError("SNNConfig.beta_clamp", "beta_clamp must satisfy 0 <= lo <= hi "
+                              "<= 1", got=self.beta_clamp, expected="e.g. (0.0, 0.999)",
+                              hint="(0.0, 1.0) allows a non-leaky neuron")
+        if not lo <= self.beta <= hi:
+            raise ConfigError("SNNConfig.beta", "beta is outside beta_clamp", got=self.beta,
+                              expected=f"{lo} <= beta <= {hi}",
+                              hint="beta = exp(-dt/tau); for beta = 1 set beta_clamp=(0.0, 1.0)")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise ConfigError("SNNConfig.alpha", "alpha is outside [0, 1]", got=self.alpha,
                               expected="0 <= alpha <= 1", hint="alpha = exp(-dt/tau_syn)")
         for name in ("num_steps", "input_size", "output_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"SNNConfig.{name}", f"{name} must be positive",
-                                  got=getattr(self, name), expected="an int > 0",
+            value = getattr(self, name)
+            if not is_int(value) or value <= 0:
+                raise ConfigError(f"SNNConfig.{name}", f"{name} must be a positive int",
+                                  got=repr(value), expected="an int > 0",
                                   hint=f"set {name} to a positive integer")
-        if self.chunk_size is not None and self.chunk_size <= 0:
-            raise ConfigError("SNNConfig.chunk_size", "chunk_size must be positive or None",
-                              got=self.chunk_size, expected="int > 0 or None",
-                              hint="use None for full BPTT")
-        if self.refractory_steps < 0:
-            raise ConfigError("SNNConfig.refractory_steps", "refractory_steps is negative",
-                              got=self.refractory_steps, expected="an int >= 0",
+        check_chunk_size("SNNConfig.chunk_size", self.chunk_size)
+        if not is_int(self.refractory_steps) or self.refractory_steps < 0:
+            raise ConfigError("SNNConfig.refractory_steps", "refractory_steps must be an int "
+                              ">= 0", got=repr(self.refractory_steps), expected="an int >= 0",
                               hint="0 disables the refractory period")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        d["beta_clamp"] = list(self.beta_clamp)
         return d
 
     @classmethod

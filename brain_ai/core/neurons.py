@@ -36,7 +36,7 @@ from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
 from brain_ai.core.mappings import beta_from_tau_exact, plif_w_from_tau
 from brain_ai.core.state import SpikingState, detach_state
 from brain_ai.core.surrogates import ATan, Surrogate
-from brain_ai.core.unroll import snn_unroll
+from brain_ai.core.unroll import check_chunk_size, snn_unroll
 from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
 from brain_ai.kernels import fused_multi_step
 
@@ -197,10 +197,7 @@ class SpikingNeuronBase(nn.Module):
             raise ConfigError(where, "a refractory period needs the immediate reset timing",
                               got=reset_timing, expected="'immediate'",
                               hint="peer timings (delayed/compensated) have no refractory period")
-        if chunk_size is not None and (not is_int(chunk_size) or chunk_size <= 0):
-            raise ConfigError(where, "chunk_size must be a positive int or None",
-                              got=repr(chunk_size), expected="int > 0 or None",
-                              hint="None runs full BPTT")
+        check_chunk_size(where, chunk_size)
         lo, hi = beta_clamp
         if not 0.0 <= lo <= hi <= 1.0:
             raise ConfigError(where, "beta_clamp must satisfy 0 <= lo <= hi <= 1",

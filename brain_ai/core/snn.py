@@ -37,7 +37,7 @@ from brain_ai.core.neurons import (
 )
 from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import surrogate_from_name
-from brain_ai.core.unroll import snn_unroll
+from brain_ai.core.unroll import check_chunk_size, snn_unroll
 from brain_ai.errors import ConfigError, ShapeError
 
 __all__ = [
@@ -93,6 +93,7 @@ class SpikingSequential(nn.Sequential):
     def __init__(self, *layers: Any, fold_time: bool = False,
                  chunk_size: int | None = None) -> None:
         super().__init__(*layers)
+        check_chunk_size(type(self).__name__, chunk_size)
         self.fold_time = fold_time
         self.chunk_size = chunk_size
 
@@ -252,7 +253,7 @@ def neuron_from_config(config: SNNConfig, features: int | Sequence[int]) -> Spik
     )
     if config.neuron != "advanced":
         kwargs.update(beta=config.beta, learn_beta=config.learn_beta,
-                      beta_param=config.beta_param)
+                      beta_param=config.beta_param, beta_clamp=config.beta_clamp)
     shape = (features,) if isinstance(features, int) else tuple(features)
     if config.neuron == "recurrent" and len(shape) == 3:
         kwargs["recurrent"] = "conv2d"

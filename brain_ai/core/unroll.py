@@ -21,9 +21,17 @@ from torch import Tensor
 
 from brain_ai.core.axes import TIME_DIM
 from brain_ai.core.state import detach_state
-from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.errors import ConfigError, ShapeError, is_int
 
-__all__ = ["UnrollResult", "snn_unroll"]
+__all__ = ["UnrollResult", "check_chunk_size", "snn_unroll"]
+
+
+def check_chunk_size(where: str, chunk_size: object) -> None:
+    """A truncated-BPTT window is a positive int, or ``None`` for full BPTT."""
+    if chunk_size is not None and (not is_int(chunk_size) or chunk_size <= 0):  # type: ignore[operator]
+        raise ConfigError(where, "chunk_size must be a positive int or None",
+                          got=repr(chunk_size), expected="int > 0 or None",
+                          hint="None runs full BPTT")
 
 
 class UnrollResult(NamedTuple):
@@ -77,10 +85,7 @@ def snn_unroll(
         raise ShapeError("snn_unroll", "the sequence has no time steps",
                          got=tuple(inputs.shape), expected="T >= 1",
                          hint="pass at least one time step")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
-        raise ConfigError("snn_unroll", "chunk_size must be a positive int or None",
-                          got=repr(chunk_size), expected="int > 0 or None",
-                          hint="None runs full BPTT")
+    check_chunk_size("snn_unroll", chunk_size)
     windows = inputs.split(chunk_size, dim=TIME_DIM) if chunk_size else (inputs,)
     multi_step = getattr(cell_fn, "multi_step", None)
     state = initial_state

@@ -22,11 +22,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <atomic>
+#include <chrono>
 #include <deque>
-#include <functional>
-#include <memory>
 #include <mutex>
-#include <thread>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -604,25 +602,32 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
 }
 
-// Work shared without a barrier: chunks are claimed from an atomic counter by the calling
-// thread and by helpers on torch's inter-op pool (at::launch), and the call returns as soon
-// as every chunk is done. A helper that starts late (a busy or descheduled core) finds no work
-// left instead of holding everyone at a barrier, as an OpenMP region would: on a loaded or
-// virtualized 2-core machine that barrier alone cost 5-10 ms per call. Helpers never touch the
-// caller's frame after the last chunk: they only call `body` for a chunk they claimed.
-struct SharedWork {
-  std::atomic<int64_t> next{0}, done{0};
-  int64_t chunks = 0;
-  std::function<void(int64_t)> body;
-  void work() {
-    for (;;) {
-      const int64_t ch = next.fetch_add(1, std::memory_order_relaxed);
-      if (ch >= chunks) return;
-      body(ch);
-      done.fetch_add(1, std::memory_order_release);
-    }
-  }
+// Threads and stragglers. Items (batch row x neuron block) are claimed one chunk at a time
+// from an atomic counter inside one OpenMP region (at::parallel_for), so a thread that starts
+// late finds less work instead of a fixed share. The region still ends at a barrier: on an
+// oversubscribed or virtualized machine a worker may not run for a whole scheduler tick
+// (measured: 4 ms per region on a 2-vCPU VM whose host is busy, against 0.5 ms for the op),
+// and the caller waits for it (or the caller itself is the one that does not run: measured
+// too). So each call compares its wall time with what one thread alone would have needed
+// (the pace of the thread that did the most chunks x all chunks); when threads lost, calls
+// run on the calling thread alone for a while (50 ms, doubling while it keeps happening, at
+// most 2 s), then threads are tried again. Results never depend on this: items are
+// independent and each is computed the same way on any thread.
+struct Straggle {
+  std::atomic<int64_t> serial_until{0};  // steady_clock ns
+  std::atomic<int64_t> backoff{50'000'000};
 };
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Straggle& straggle() {
+  static Straggle s;
+  return s;
+}
 
 // fn(b, n0, len) for items = B x ceil(N / blk); problems under ~64k neuron-steps stay on the
 // calling thread; at most at::get_num_threads() threads work on one call.
@@ -641,26 +646,37 @@ void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
     }
   };
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), chunks);
-  const char* mode = std::getenv("BA_MODE");
-  const bool omp = mode && mode[0] == 'o';
-  if (mode && mode[0] == 's') { for (int64_t ch = 0; ch < chunks; ++ch) run_chunk(ch); return; }
-  if (omp) {
-    at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t ch = lo; ch < hi; ++ch) run_chunk(ch);
-    });
-    return;
-  }
-  if (threads <= 1 || at::in_parallel_region()) {
+  Straggle& st = straggle();
+  const int64_t t0 = threads > 1 ? now_ns() : 0;
+  if (threads <= 1 || at::in_parallel_region() ||
+      t0 < st.serial_until.load(std::memory_order_relaxed)) {
     for (int64_t ch = 0; ch < chunks; ++ch) run_chunk(ch);
     return;
   }
-  auto job = std::make_shared<SharedWork>();
-  job->chunks = chunks;
-  job->body = run_chunk;
-  for (int64_t t = 1; t < threads; ++t) at::launch([job] { job->work(); });
-  job->work();
-  for (int spins = 0; job->done.load(std::memory_order_acquire) < chunks; ++spins) {
-    if (spins > 64) std::this_thread::yield();  // a helper is finishing its last chunk
+  std::atomic<int64_t> next{0};
+  std::vector<int64_t> done(threads, 0), busy(threads, 0);  // per thread: chunks, ns on them
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    const int64_t tid = at::get_thread_num();
+    const int64_t start = now_ns();
+    int64_t mine = 0;
+    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < chunks; ++mine) {
+      run_chunk(ch);
+    }
+    if (tid >= 0 && tid < threads) {
+      done[tid] = mine;
+      busy[tid] = now_ns() - start;
+    }
+  });
+  const int64_t wall = now_ns() - t0;
+  // one thread's pace (the one that did the most chunks) times all chunks
+  const int64_t most = std::max_element(done.begin(), done.end()) - done.begin();
+  const int64_t alone = done[most] > 0 ? busy[most] / done[most] * chunks : wall;
+  if (wall > alone) {  // the other threads cost more than they did
+    const int64_t back = st.backoff.load(std::memory_order_relaxed);
+    st.serial_until.store(t0 + wall + back, std::memory_order_relaxed);
+    st.backoff.store(std::min<int64_t>(back * 2, 2'000'000'000), std::memory_order_relaxed);
+  } else {
+    st.backoff.store(50'000'000, std::memory_order_relaxed);
   }
 }
 
@@ -756,58 +772,120 @@ struct SurrFn {
 
 template <typename T>
 bool fast_bwd_ok(const Cfg& c, const BwdArgs<T>& a) {
-  return fast_fwd_ok(c) && !a.gleak && !a.gth && !a.gal;
+  return fast_fwd_ok(c) && !a.gal;
 }
 
 template <typename T, int64_t RS, int64_t S>
 void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
-  T gv[FAST_BLK];
+  // Every per-call choice is hoisted out of the inner loop, so that it vectorizes: a spike
+  // gradient broadcast from one value reads a row filled with it, a missing input gradient
+  // goes to a scratch row, the trace gradient is added to gv in a pass of its own (the same
+  // sum as inline), detach_reset and the comparator are selects. Learnable leak/threshold:
+  // the loop also keeps g_v' and the surrogate term of the step in rows, and passes of their
+  // own accumulate the parameter gradients with the terms and order of bwd_block.
+  T gv[FAST_BLK], gsrow[FAST_BLK], gxrow[FAST_BLK], gvprow[FAST_BLK], sgrow[FAST_BLK];
+  const bool need_l = a.gleak != nullptr, need_t = a.gth != nullptr;
+  thread_local std::vector<double> acc;
+  double* accl = nullptr;
+  double* acct = nullptr;
+  if (need_l || need_t) {
+    acc.assign(static_cast<size_t>(2 * len), 0.0);
+    accl = acc.data();
+    acct = acc.data() + len;
+  }
   const int64_t base = b * a.N + n0;
   const T* __restrict lk = a.leak + b * a.lrs + n0;
   const T* __restrict th = a.th + b * a.trs + n0;
   const T vr = T(c.vr);
   const bool ge = c.ge, detach = c.detach;
   const SurrFn<T, S> surr(c.sp);
-  const T gs0 = (a.gspk && a.gspk_scalar) ? a.gspk[0] : T(0);
+  const bool gspk_full = a.gspk && !a.gspk_scalar;
+  if (!gspk_full) {
+    const T gs0 = a.gspk ? a.gspk[0] : T(0);
+    for (int64_t k = 0; k < len; ++k) gsrow[k] = gs0;
+  }
   const bool gtr_scalar = a.gtr && a.gtr_scalar;
   const T gt0 = gtr_scalar ? a.gtr[0] : T(0);
   for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
   for (int64_t t = a.T_ - 1; t >= 0; --t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
     const T* __restrict ht = a.h + off;
-    const T* __restrict gso = (a.gspk && !a.gspk_scalar) ? a.gspk + off : nullptr;
-    const T* __restrict gto = (a.gtr && !a.gtr_scalar) ? a.gtr + off : nullptr;
-    T* __restrict gxo = a.gx ? a.gx + off : nullptr;
+    const T* __restrict gso = gspk_full ? a.gspk + off : gsrow;
+    T* __restrict gxo = a.gx ? a.gx + off : gxrow;
     if (t >= PREFETCH) {  // time runs backwards: help the hardware prefetcher
       const int64_t back = PREFETCH * a.N;
       for (int64_t k = 0; k < len; k += 64 / int64_t(sizeof(T))) {
         __builtin_prefetch(ht - back + k);
-        if (gso) __builtin_prefetch(gso - back + k);
-        if (gxo) __builtin_prefetch(gxo - back + k, 1);
+        if (gspk_full) __builtin_prefetch(gso - back + k);
+        if (a.gx) __builtin_prefetch(gxo - back + k, 1);
       }
+    }
+    if (a.gtr && !gtr_scalar) {
+      const T* __restrict gto = a.gtr + off;
+      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + gto[k];
+    } else if (gtr_scalar) {
+      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + gt0;
     }
     for (int64_t k = 0; k < len; ++k) {
       const T hh = ht[k];
       const T d = hh - th[k];
-      const T gvp = gto ? gv[k] + gto[k] : (gtr_scalar ? gv[k] + gt0 : gv[k]);
-      T gs = gso ? gso[k] : gs0;
+      const T gvp = gv[k];
+      T gs = gso[k];
       T ghr;
       if constexpr (RS == SUBTRACT) {
         ghr = gvp;
-        if (!detach) gs = gs + (-gvp) * th[k];
+        const T gsr = gs + (-gvp) * th[k];
+        gs = detach ? gs : gsr;
       } else if constexpr (RS == ZERO) {
-        const T sk = ge ? (d >= T(0) ? T(1) : T(0)) : (d > T(0) ? T(1) : T(0));
+        const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
         ghr = gvp * (T(1) - sk);
-        if (!detach) gs = gs + (gvp * vr + (-(gvp * hh)));
+        const T gsr = gs + (gvp * vr + (-(gvp * hh)));
+        gs = detach ? gs : gsr;
       } else {
         ghr = gvp;
       }
-      const T gh = ghr + surr(d, gs);
-      if (gxo) gxo[k] = gh;
+      const T sg = surr(d, gs);
+      const T gh = ghr + sg;
+      gvprow[k] = gvp;
+      sgrow[k] = sg;
+      gxo[k] = gh;
       gv[k] = gh * lk[k];
+    }
+    if (need_t) {
+      for (int64_t k = 0; k < len; ++k) {
+        if constexpr (RS == SUBTRACT) {
+          const T d = ht[k] - th[k];
+          const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
+          acct[k] += double((-gvprow[k]) * sk);
+        }
+        acct[k] -= double(sgrow[k]);
+      }
+    }
+    if (need_l) {  // h = leak·v + x: the gradient of leak is g_h · v (the previous membrane)
+      if (t > 0) {
+        const T* __restrict hq = ht - a.N;
+        for (int64_t k = 0; k < len; ++k) {
+          const T hp = hq[k];
+          T vp = hp;
+          if constexpr (RS != NONE) {
+            const T d = hp - th[k];
+            const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
+            if constexpr (RS == SUBTRACT) {
+              vp = hp - sk * th[k];
+            } else {
+              vp = sk * vr + (T(1) - sk) * hp;
+            }
+          }
+          accl[k] += double(gxo[k] * vp);
+        }
+      } else {
+        for (int64_t k = 0; k < len; ++k) accl[k] += double(gxo[k] * a.v0[base + k]);
+      }
     }
   }
   if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
+  if (need_l) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
+  if (need_t) for (int64_t k = 0; k < len; ++k) a.gth[base + k] = acct[k];
 }
 
 template <typename T, int64_t RS>
@@ -939,11 +1017,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (gvT && gvT->numel()) check(*gvT, "grad v", dt, gv_scalar ? 1 : B * N);
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   if (c.syn) {
+    TORCH_CHECK(i0.has_value() && alpha.has_value(), "brain_ai lif: synapse needs i0, alpha");
     ars = check_param(*alpha, "alpha", dt, B, N);
     check(*i0, "i0", dt, B * N);
     if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
   }
-  if (need_drive || (c.syn && need_alpha)) check(*x, "x", dt, B * T_ * N);
+  if (need_drive || (c.syn && need_alpha)) {
+    TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
+    check(*x, "x", dt, B * T_ * N);
+  }
   auto opts = h.options();
   auto dopts = opts.dtype(at::kDouble);
   at::Tensor empty = at::empty({0}, opts);

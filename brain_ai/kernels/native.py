@@ -12,6 +12,16 @@ The ops ``brain_ai_kernels::lif_forward`` / ``lif_backward`` are registered thro
 ``torch.library`` (``TORCH_LIBRARY`` in C++, fake implementations here), so ``torch.compile``
 keeps a whole window as one opaque op instead of unrolling time; :class:`NativeLIF` (an
 ``autograd.Function``, cheaper per call than ``register_autograd``) ties them together.
+
+Memory: the op's large outputs (spikes, the saved ``h``, the input gradient) come from a small
+pool of freed blocks (exact size match, at most ``$BRAIN_AI_POOL_MB`` MiB of free blocks kept,
+default 512, ``0`` disables it; :func:`empty_cache` frees them), so that a training loop reuses
+warm pages instead of faulting in fresh ones each step. They are ordinary CPU tensors.
+
+Threads: work items are claimed dynamically inside one OpenMP region; when threads cost more
+than one thread alone would have (a worker or the caller not scheduled for a whole tick, as on
+a busy virtualized host), the op runs single-threaded for a while before trying again. Results
+never depend on the number of threads.
 """
 
 from __future__ import annotations
@@ -33,8 +43,8 @@ from torch import Tensor
 from brain_ai.core import surrogates as S
 from brain_ai.kernels.fused import FusedConfig
 
-__all__ = ["NativeLIF", "available", "build", "load_error", "loaded", "native_config",
-           "run_native"]
+__all__ = ["NativeLIF", "available", "build", "cached_bytes", "empty_cache", "load_error",
+           "loaded", "native_config", "run_native"]
 
 _SOURCE = Path(__file__).with_name("lif_native.cpp")
 _CHARGES = {"beta": 0, "tau": 1, "tau_input": 2, "rate": 3, "rate_input": 4}
@@ -151,6 +161,17 @@ def loaded() -> bool:
 def load_error() -> str | None:
     """Why the native op is unavailable (``None`` when it loaded or was not tried)."""
     return _state["error"]
+
+
+def empty_cache() -> int:
+    """Free the blocks the native op's buffer pool keeps; returns the bytes freed (0 when the
+    op is not loaded)."""
+    return int(torch.ops.brain_ai_kernels.pool_empty()) if loaded() else 0
+
+
+def cached_bytes() -> int:
+    """Bytes of free blocks the native op's buffer pool keeps for reuse."""
+    return int(torch.ops.brain_ai_kernels.pool_cached()) if loaded() else 0
 
 
 def native_config(c: FusedConfig, x: Tensor) -> list[int] | None:
