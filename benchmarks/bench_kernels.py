@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 import warnings
@@ -168,8 +169,10 @@ def _closures(run: Callable[[Tensor], tuple], x: Tensor
 
 
 def bench(size: tuple[int, ...], repeat: int, bandwidth: float) -> None:
-    """Time every contestant on one size; rounds interleave contestants, so that load from
-    other processes on a shared machine spreads over all of them; medians are printed."""
+    """Time every contestant on one size; rounds interleave contestants in a fresh (seeded)
+    random order, so that load from other processes on a shared machine spreads over all of
+    them and no contestant always runs after the same one (whose memory traffic and freed
+    buffers it would inherit); medians are printed."""
     b, t, n = size[:3]
     chunk = size[3] if len(size) > 3 else None
     g = torch.Generator().manual_seed(0)
@@ -192,10 +195,12 @@ def bench(size: tuple[int, ...], repeat: int, bandwidth: float) -> None:
     for f in fns.values():  # warm-up
         f[0]()
         f[1]()
+    order = random.Random(0)
     budget = time.perf_counter() + 60.0  # at most ~1 min per size
     for r in range(repeat):
         names = list(fns)
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        order.shuffle(names)
+        for name in names:
             for j in (0, 1):
                 t0 = time.perf_counter()
                 fns[name][j]()

@@ -13,7 +13,7 @@ from typing import Any
 from brain_ai.core import rules
 from brain_ai.core.surrogates import SURROGATE_NAMES
 from brain_ai.core.unroll import check_chunk_size
-from brain_ai.errors import ConfigError, is_int
+from brain_ai.errors import ConfigError, check_choice, check_positive, is_int
 
 __all__ = [
     "CodecPreset",
@@ -141,25 +141,6 @@ _DECODINGS = ("rate", "first_spike", "population", "membrane", "ensemble")
 _POPULATION_MODES = ("classification", "regression")
 
 
-def _check_choice(where: str, name: str, value: object, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ConfigError(f"{where}.{name}", f"unknown {name}", got=repr(value),
-                          expected=" | ".join(repr(o) for o in options),
-                          hint=f"pick one of the listed values for {name}")
-
-
-def _check_positive(where: str, name: str, value: object, *, integer: bool = False,
-                    allow_zero: bool = False) -> None:
-    kind = "an int" if integer else "a number"
-    ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float)))
-    ok_type = ok_type and not isinstance(value, bool)
-    bound = ">= 0" if allow_zero else "> 0"
-    if not ok_type or not (value >= 0 if allow_zero else value > 0):  # type: ignore[operator]
-        raise ConfigError(f"{where}.{name}", f"{name} must be {kind} {bound}",
-                          got=repr(value), expected=f"{kind} {bound}",
-                          hint=f"set {name} to {kind} {bound}")
-
-
 class _DictMixin:
     """``to_dict`` / ``from_dict`` / ``to_json`` / ``from_json`` for flat frozen configs."""
 
@@ -207,9 +188,9 @@ class LossConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         for name in ("w_probspikes", "w_rate", "w_temporal", "w_isi", "w_membrane"):
-            _check_positive("LossConfig", name, getattr(self, name), allow_zero=True)
-        _check_positive("LossConfig", "probspikes_temperature", self.probspikes_temperature)
-        _check_positive("LossConfig", "isi_refractory_window", self.isi_refractory_window,
+            check_positive("LossConfig", name, getattr(self, name), allow_zero=True)
+        check_positive("LossConfig", "probspikes_temperature", self.probspikes_temperature)
+        check_positive("LossConfig", "isi_refractory_window", self.isi_refractory_window,
                         integer=True)
         if isinstance(self.target_rate, bool) or not isinstance(self.target_rate, (int, float)) \
                 or not 0.0 <= self.target_rate <= 1.0:
@@ -271,12 +252,12 @@ class EncodingConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         _as_tuple(self, "value_range")
-        _check_choice("EncodingConfig", "type", self.type, _ENCODINGS)
-        _check_choice("EncodingConfig", "normalization", self.normalization, _NORMALIZATIONS)
-        _check_choice("EncodingConfig", "latency_mapping", self.latency_mapping,
+        check_choice("EncodingConfig", "type", self.type, _ENCODINGS)
+        check_choice("EncodingConfig", "normalization", self.normalization, _NORMALIZATIONS)
+        check_choice("EncodingConfig", "latency_mapping", self.latency_mapping,
                       _LATENCY_MAPPINGS)
-        _check_positive("EncodingConfig", "num_steps", self.num_steps, integer=True)
-        _check_positive("EncodingConfig", "population_size", self.population_size,
+        check_positive("EncodingConfig", "num_steps", self.num_steps, integer=True)
+        check_positive("EncodingConfig", "population_size", self.population_size,
                         integer=True)
         if not isinstance(self.deterministic_eval, bool):
             raise ConfigError("EncodingConfig.deterministic_eval", "must be a bool",
@@ -319,15 +300,15 @@ class DecodingConfig(_DictMixin):
     def __post_init__(self) -> None:
         for name in ("value_range", "ensemble_types", "ensemble_weights"):
             _as_tuple(self, name)
-        _check_choice("DecodingConfig", "type", self.type, _DECODINGS)
-        _check_choice("DecodingConfig", "population_mode", self.population_mode,
+        check_choice("DecodingConfig", "type", self.type, _DECODINGS)
+        check_choice("DecodingConfig", "population_mode", self.population_mode,
                       _POPULATION_MODES)
-        _check_positive("DecodingConfig", "temperature", self.temperature)
-        _check_positive("DecodingConfig", "eps", self.eps)
-        _check_positive("DecodingConfig", "population_size", self.population_size,
+        check_positive("DecodingConfig", "temperature", self.temperature)
+        check_positive("DecodingConfig", "eps", self.eps)
+        check_positive("DecodingConfig", "population_size", self.population_size,
                         integer=True)
         for member in self.ensemble_types:
-            _check_choice("DecodingConfig", "ensemble_types", member,
+            check_choice("DecodingConfig", "ensemble_types", member,
                           tuple(d for d in _DECODINGS if d != "ensemble"))
         from brain_ai.core.decoding import build_decoder  # lazy: decoding imports config
 

@@ -9,6 +9,8 @@ one shape, built by :func:`format_error`::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BrainAIError",
     "ConfigError",
@@ -16,6 +18,8 @@ __all__ = [
     "DTypeError",
     "PeerMissingError",
     "ShapeError",
+    "check_choice",
+    "check_positive",
     "format_error",
     "is_int",
 ]
@@ -68,3 +72,26 @@ class PeerMissingError(BrainAIError, ImportError):
 def is_int(value: object) -> bool:
     """An ``int`` that is not a ``bool`` (``True`` is not a window length or a count)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_choice(where: str, name: str, value: object, options: tuple[str, ...],
+                 hint: str | None = None) -> None:
+    """Raise :class:`ConfigError` (at ``where.name``) unless ``value`` is one of ``options``."""
+    if value not in options:
+        raise ConfigError(f"{where}.{name}", f"unknown {name}", got=repr(value),
+                          expected=" | ".join(repr(o) for o in options),
+                          hint=hint or f"pick one of the listed values for {name}")
+
+
+def check_positive(where: str, name: str, value: Any, *, integer: bool = False,
+                   allow_zero: bool = False) -> Any:
+    """Return ``value`` if it is a number (an int if ``integer``) ``> 0`` (``>= 0``)."""
+    kind = "an int" if integer else "a number"
+    ok_type = is_int(value) if integer else (
+        isinstance(value, (int, float)) and not isinstance(value, bool))
+    bound = ">= 0" if allow_zero else "> 0"
+    if not ok_type or not (value >= 0 if allow_zero else value > 0):
+        raise ConfigError(f"{where}.{name}", f"{name} must be {kind} {bound}",
+                          got=repr(value), expected=f"{kind} {bound}",
+                          hint=f"set {name} to {kind} {bound}")
+    return value

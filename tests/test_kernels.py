@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -125,9 +126,10 @@ def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
     return [f.detach() for f in fwd], list(grads)
 
 
-def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor]
-                       ) -> list[Tensor]:
-    """Per learnable parameter: sum over steps and batch of |its gradient terms|."""
+def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
+                       loss_fn: Callable[..., Tensor] | None = None) -> list[Tensor]:
+    """Per learnable parameter: sum over steps and batch of |its gradient terms|
+    (``loss_fn(spikes, state, v_trace)``; default: :func:`_loss` with weights ``w``)."""
     per_step: list[dict[str, Tensor]] = []
     state = st
     spikes, vs = [], []
@@ -139,7 +141,8 @@ def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor
         per_step.append(copies)
         spikes.append(s)
         vs.append(state.v)
-    loss = _loss(torch.stack(spikes, 1), state, torch.stack(vs, 1), w)
+    loss = (_loss(torch.stack(spikes, 1), state, torch.stack(vs, 1), w) if loss_fn is None
+            else loss_fn(torch.stack(spikes, 1), state, torch.stack(vs, 1)))
     names = list(per_step[0])
     flat = [c[n] for c in per_step for n in names]
     grads = torch.autograd.grad(loss, flat, allow_unused=True)
@@ -452,3 +455,154 @@ def test_broadcast_output_gradients(kernel: str, reset: str,
 
     ref, got = grads("reference"), grads(kernel)
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6 * ref.abs().max().item())
+
+
+# ---------------------------------------------------------------- the native fast path
+# charge "beta" without a carried reset or a synapse runs on the op's fused-loop fast path,
+# frozen or learnable leak/threshold; the cases below reach every branch of it.
+FAST = list(itertools.product(["subtract", "zero", "none"], [">", ">="], [False, True]))
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize(("reset", "comparator", "learn"), FAST,
+                         ids=[f"{r}-{c}-{'learn' if le else 'frozen'}" for r, c, le in FAST])
+def test_fast_path_rules(kernel: str, reset: str, comparator: str, learn: bool,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reset, both comparators, frozen and learnable leak/threshold; surrogate,
+    detach_reset, v_reset, timing ("none" reset: also "delayed") and parameter shape cycle."""
+    k = FAST.index((reset, comparator, learn))
+    p, x, st, w = make_case(
+        40 + k, reset=reset, comparator=comparator, learn=learn,
+        timing="delayed" if reset == "none" and k % 2 else "immediate",
+        surrogate=SURROGATES[k % len(SURROGATES)], detach_reset=k % 3 == 1,
+        per_neuron=k % 2 == 0, v_reset=-0.1 if k % 4 == 3 else 0.0)
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+LOSSES = {
+    "spikes-sum": lambda s, st, tr: s.sum(),
+    "v-only": lambda s, st, tr: (st.v * st.v).sum(),
+    "all-sums": lambda s, st, tr: s.sum() + st.v.sum() + tr.sum(),
+    "trace-full": lambda s, st, tr: (tr * tr).sum() + s.sum(),
+}
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("x_grad", [True, False], ids=["x-grad", "no-x-grad"])
+def test_fast_path_gradient_forms(kernel: str, loss: str, x_grad: bool,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spike, final-membrane and trace gradients each absent, broadcast from one value (a
+    ``.sum()``) or full; the input with or without a gradient of its own (then only v0 and
+    the learnable threshold get one)."""
+    loss_fn = LOSSES[loss]
+    p, x, st, w = make_case(60, reset="zero" if x_grad else "subtract", learn=False)
+    p = replace(p, threshold=p.threshold.detach().requires_grad_())
+
+    def go(k: str) -> list[Tensor]:
+        xg = x.clone().requires_grad_(x_grad)
+        v0 = st.v.clone().requires_grad_()
+        if k == "reference":
+            s, out, tr = lif_multi_step(xg, SpikingState(v=v0), p, ("v",))
+        else:
+            monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+            s, out, tr = fused_multi_step(xg, SpikingState(v=v0), p, ("v",))  # type: ignore[misc]
+        ins = ([xg] if x_grad else []) + [v0, p.threshold]
+        return list(torch.autograd.grad(loss_fn(s, out, tr["v"]), ins, allow_unused=True))
+
+    ref, got = go("reference"), go(kernel)
+    scale = contribution_scale(p, x, st, w, loss_fn)[0]
+    for j, (a, b) in enumerate(zip(got, ref, strict=True)):
+        if b is None:
+            assert a is None or not a.any()
+            continue
+        if j == len(ref) - 1:  # the threshold: against the sum of |terms|
+            assert ((a - b).abs() / scale.clamp_min(1e-30)).max() <= 1e-6
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("kernel", kernels())
+def test_parameter_layouts(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features (3, 4): frozen parameters of every layout the op takes without a copy (one
+    value, one row (1, 3, 4)) or with one (broadcast along the last axis (4,), per sample
+    (B, 1, 1)); learnable ones of the same layouts. Forward bit for bit, gradients close."""
+    g = torch.Generator().manual_seed(21)
+    x = torch.rand(B, T, 3, 4, generator=g) * 0.6
+    layouts = [(torch.tensor(0.8), torch.rand(1, 3, 4, generator=g) * 0.4 + 0.8),
+               (torch.rand(4, generator=g) * 0.3 + 0.6, torch.tensor(1.0)),
+               (torch.rand(B, 1, 1, generator=g) * 0.3 + 0.6, torch.rand(3, 4, generator=g) + 0.5)]
+    for learn in (False, True):
+        for leak, thr in layouts:
+            p = LIFParams(leak=leak.clone().requires_grad_(learn),
+                          threshold=thr.clone().requires_grad_(learn), surrogate=S.ATan())
+
+            def go(k: str, p: LIFParams = p, learn: bool = learn
+                   ) -> tuple[list[Tensor], list[Tensor]]:
+                xg = x.clone().requires_grad_()
+                st = SpikingState(v=torch.zeros(B, 3, 4))
+                if k == "reference":
+                    s, out, _ = lif_multi_step(xg, st, p)
+                else:
+                    monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+                    s, out, _ = fused_multi_step(xg, st, p)  # type: ignore[misc]
+                ins = [xg] + ([p.leak, p.threshold] if learn else [])
+                return [s, out.v], list(torch.autograd.grad((s * x).sum() + out.v.sum(), ins))
+
+            (rs, rv), rg = go("reference")
+            (s, v), gr = go(kernel)
+            assert_bitwise(s, rs, "spikes")
+            assert_bitwise(v, rv, "v")
+            for a, b in zip(gr, rg, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item())
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+@pytest.mark.parametrize("learn", [False, True], ids=["frozen", "learnable"])
+@pytest.mark.parametrize("timing", ["immediate", "delayed"])
+def test_native_threads_do_not_change_results(learn: bool, timing: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Big enough to be split over threads (N = 2100 > one fast-path block of 2048, so the
+    last block is partial): one thread and two give the same bits, forward and backward."""
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "native")
+    g = torch.Generator().manual_seed(22)
+    x = torch.rand(3, 30, 2100, generator=g) * 0.3
+    p = LIFParams(leak=torch.tensor(0.9, requires_grad=learn),
+                  threshold=torch.tensor(1.0, requires_grad=learn), surrogate=S.ATan(),
+                  reset_timing=timing)
+
+    def go() -> list[Tensor]:
+        xg = x.clone().requires_grad_()
+        s, out, _ = fused_multi_step(xg, SpikingState(v=torch.zeros(3, 2100)), p)  # type: ignore[misc]
+        ins = [xg] + ([p.leak, p.threshold] if learn else [])
+        return [s, out.v, *torch.autograd.grad((s * x).sum() + out.v.sum(), ins)]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = go()
+        torch.set_num_threads(2)
+        two = go()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(two, one, strict=True):
+        assert_bitwise(a, b, "2 threads vs 1")
+
+
+@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+def test_native_outputs_are_ordinary_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large outputs come from the op's buffer pool: ordinary CPU tensors (in-place ops,
+    resize_), blocks kept after they are freed and handed back by :func:`native.empty_cache`."""
+    monkeypatch.setenv("BRAIN_AI_KERNEL", "native")
+    p = LIFParams(leak=torch.tensor(0.9), threshold=torch.tensor(1.0), surrogate=S.ATan())
+    x = torch.rand(2, 50, 1000, generator=torch.Generator().manual_seed(23))
+    s, _, _ = fused_multi_step(x, SpikingState(v=torch.zeros(2, 1000)), p)  # type: ignore[misc]
+    ref, _, _ = lif_multi_step(x, SpikingState(v=torch.zeros(2, 1000)), p)
+    assert_bitwise(s, ref, "spikes")
+    s.mul_(2).add_(1)
+    s.resize_(2 * s.numel())
+    assert torch.equal(s[: ref.numel()].view_as(ref), ref * 2 + 1)
+    del s
+    assert native.cached_bytes() >= ref.numel() * 4
+    assert native.empty_cache() >= ref.numel() * 4
+    assert native.cached_bytes() == 0

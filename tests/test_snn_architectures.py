@@ -318,7 +318,7 @@ def test_truncated_bptt_forward_is_unchanged() -> None:
 
 
 @pytest.mark.parametrize("build, exc, text", [
-    (lambda: SNNCore(input_size=0), ConfigError, "input_size must be a positive int"),
+    (lambda: SNNCore(input_size=0), ConfigError, "input_size must be an int > 0"),
     (lambda: SNNCore(hidden_sizes=(4, -1)), ConfigError, "hidden_sizes[i]"),
     (lambda: SNNCore(config={"input_size": 3}), ConfigError, "config must be an SNNConfig"),
     (lambda: ConvSNN(pool="median"), ConfigError, "unknown pool"),

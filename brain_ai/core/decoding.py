@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from brain_ai.config import DecodingConfig
 from brain_ai.core.axes import TIME_DIM
 from brain_ai.core.encoding import SpikeBatch
-from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.errors import ConfigError, ShapeError, check_positive
 
 __all__ = [
     "DecoderOutput",
@@ -115,16 +115,10 @@ def _classify(logits: Tensor, aux: dict[str, Any]) -> DecoderOutput:
     return DecoderOutput(logits, prediction, confidence, {**aux, "margin": margin})
 
 
-def _check_positive(where: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(where, "must be a positive number", got=repr(value),
-                          expected="> 0", hint="1.0 is neutral")
-
-
 class _Decoder(nn.Module):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        _check_positive(f"{type(self).__name__}.temperature", temperature)
+        check_positive(type(self).__name__, "temperature", temperature)
         self.temperature = float(temperature)
 
     def extra_repr(self) -> str:
@@ -198,7 +192,7 @@ class PopulationDecoder(_Decoder):
             raise ConfigError("PopulationDecoder.mode", "unknown mode", got=repr(mode),
                               expected="'classification' | 'regression'",
                               hint="pick one of the listed values")
-        _check_positive("PopulationDecoder.eps", eps)
+        check_positive("PopulationDecoder", "eps", eps)
         lo, hi = (float(v) for v in value_range)
         if not lo < hi:
             raise ConfigError("PopulationDecoder.value_range", "empty range", got=value_range,
@@ -300,7 +294,7 @@ class EnsembleDecoder(nn.Module):
             raise ConfigError("EnsembleDecoder.weights", "one weight >= 0 per member, not all 0",
                               got=weights, expected=f"{len(members)} weights",
                               hint="None gives equal weights")
-        _check_positive("EnsembleDecoder.eps", eps)
+        check_positive("EnsembleDecoder", "eps", eps)
         self.members = nn.ModuleList(members)
         self.register_buffer("weights", torch.tensor(weights) / sum(weights))
         self.eps = float(eps)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from brain_ai.config import EncodingConfig
 from brain_ai.core.axes import BATCH_DIM, TIME_DIM, batch_to_time_first, time_to_batch_first
-from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.errors import ConfigError, ShapeError, check_choice
 
 __all__ = [
     "BATCH_DIM",
@@ -123,13 +123,6 @@ class SpikeBatch:
 # ----------------------------------------------------------------------------- shared pieces
 
 
-def _check_choice(where: str, name: str, value: object, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ConfigError(f"{where}.{name}", f"unknown {name}", got=repr(value),
-                          expected=" | ".join(repr(o) for o in options),
-                          hint=f"pick one of the listed values for {name}")
-
-
 def _check_input(where: str, x: Tensor, min_rank: int, layout: str) -> None:
     if not isinstance(x, Tensor) or x.dim() < min_rank:
         raise ShapeError(where, "input has too few axes",
@@ -149,7 +142,7 @@ def normalize_input(x: Tensor, normalization: str) -> tuple[Tensor, dict[str, Te
 
     Per-sample statistics keep a sample's code independent of the rest of its batch.
     """
-    _check_choice("normalize_input", "normalization", normalization, NORMALIZATIONS)
+    check_choice("normalize_input", "normalization", normalization, NORMALIZATIONS)
     x = x.float()
     if normalization == "minmax":
         flat = x.flatten(1)
@@ -226,7 +219,7 @@ def spike_train(p: Tensor, num_steps: int, *, mode: str = "bernoulli",
     Returns:
         ``(B, T, *features)`` bool.
     """
-    _check_choice("spike_train", "mode", mode, SAMPLINGS)
+    check_choice("spike_train", "mode", mode, SAMPLINGS)
     if mode == "deterministic":
         return integrate_and_fire_train(p, num_steps, if_threshold)
     expected = (p.shape[0], num_steps, *p.shape[1:])
@@ -326,8 +319,8 @@ class RateEncoder(_Encoder):
                  seed: int | None = None, if_threshold: float = 1.0,
                  spike_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(num_steps, seed, spike_dtype)
-        _check_choice("RateEncoder", "mode", mode, RATE_MODES)
-        _check_choice("RateEncoder", "normalization", normalization, NORMALIZATIONS)
+        check_choice("RateEncoder", "mode", mode, RATE_MODES)
+        check_choice("RateEncoder", "normalization", normalization, NORMALIZATIONS)
         if not if_threshold > 0:
             raise ConfigError("RateEncoder.if_threshold", "if_threshold must be positive",
                               got=if_threshold, expected="> 0", hint="1.0 is the usual value")
@@ -421,8 +414,8 @@ class LatencyEncoder(_Encoder):
                  spike_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(num_steps, seed, spike_dtype)
         name = type(self).__name__
-        _check_choice(name, "mapping", mapping, LATENCY_MAPPINGS)
-        _check_choice(name, "normalization", normalization, NORMALIZATIONS)
+        check_choice(name, "mapping", mapping, LATENCY_MAPPINGS)
+        check_choice(name, "normalization", normalization, NORMALIZATIONS)
         t_max = num_steps - 1 if t_max is None else t_max
         if not (isinstance(t_min, int) and isinstance(t_max, int)
                 and 0 <= t_min <= t_max <= num_steps - 1):
@@ -549,9 +542,9 @@ class PopulationEncoder(_Encoder):
                  seed: int | None = None, if_threshold: float = 1.0,
                  spike_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(num_steps, seed, spike_dtype)
-        _check_choice("PopulationEncoder", "centers", centers, ("linear", "uniform", "learned"))
-        _check_choice("PopulationEncoder", "sampling", sampling, SAMPLINGS)
-        _check_choice("PopulationEncoder", "normalization", normalization, NORMALIZATIONS)
+        check_choice("PopulationEncoder", "centers", centers, ("linear", "uniform", "learned"))
+        check_choice("PopulationEncoder", "sampling", sampling, SAMPLINGS)
+        check_choice("PopulationEncoder", "normalization", normalization, NORMALIZATIONS)
         if isinstance(population_size, bool) or not isinstance(population_size, int) \
                 or population_size <= 0:
             raise ConfigError("PopulationEncoder.population_size", "must be a positive int",
@@ -644,8 +637,8 @@ class DeltaEncoder(nn.Module):
                  normalization: str = "none", streaming: bool = False,
                  spike_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        _check_choice("DeltaEncoder", "initial", initial, ("zero", "first"))
-        _check_choice("DeltaEncoder", "normalization", normalization, NORMALIZATIONS)
+        check_choice("DeltaEncoder", "initial", initial, ("zero", "first"))
+        check_choice("DeltaEncoder", "normalization", normalization, NORMALIZATIONS)
         if not threshold > 0:
             raise ConfigError("DeltaEncoder.threshold", "threshold must be positive",
                               got=threshold, expected="> 0", hint="e.g. 0.1")

@@ -38,7 +38,7 @@ from brain_ai.core.neurons import (
 from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import surrogate_from_name
 from brain_ai.core.unroll import check_chunk_size, snn_unroll
-from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.errors import ConfigError, ShapeError, check_positive
 
 __all__ = [
     "ConvSNN",
@@ -260,13 +260,6 @@ def neuron_from_config(config: SNNConfig, features: int | Sequence[int]) -> Spik
     return _NEURON_CLASSES[config.neuron](features=shape, **kwargs)
 
 
-def _positive_int(where: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(where, f"{name} must be a positive int", got=repr(value),
-                          expected="an int > 0", hint=f"set {name} to a positive integer")
-    return value
-
-
 class _ProbedSequential(SpikingSequential):
     """:class:`SpikingSequential` whose detailed forward also returns the debug probes."""
 
@@ -320,12 +313,13 @@ class SNNCore(_ProbedSequential):
             raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
                               expected="SNNConfig or None",
                               hint="pass sizes as keywords: SNNCore(input_size=..., ...)")
-        n_in = _positive_int(where, "input_size",
-                             cfg.input_size if input_size is None else input_size)
-        n_out = _positive_int(where, "output_size",
-                              cfg.output_size if output_size is None else output_size)
+        n_in = check_positive(where, "input_size",
+                             cfg.input_size if input_size is None else input_size, integer=True)
+        n_out = check_positive(where, "output_size",
+                              cfg.output_size if output_size is None else output_size,
+                              integer=True)
         hidden = tuple(cfg.hidden_sizes if hidden_sizes is None else hidden_sizes)
-        hidden = tuple(_positive_int(where, "hidden_sizes[i]", h) for h in hidden)
+        hidden = tuple(check_positive(where, "hidden_sizes[i]", h, integer=True) for h in hidden)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         sizes = (n_in, *hidden)
         for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
@@ -406,23 +400,24 @@ class ConvSNN(_ProbedSequential):
         if pool not in ("max", "avg", None):
             raise ConfigError(where, "unknown pool", got=repr(pool),
                               expected="'max' | 'avg' | None", hint="None disables pooling")
-        c = _positive_int(where, "in_channels", in_channels)
+        c = check_positive(where, "in_channels", in_channels, integer=True)
         hw = (input_hw, input_hw) if isinstance(input_hw, int) else tuple(input_hw)
         if len(hw) != 2:
             raise ConfigError(where, "input_hw must be (H, W) or an int", got=input_hw,
                               expected="(H, W)", hint="e.g. input_hw=(28, 28)")
-        h, w = (_positive_int(where, "input_hw", v) for v in hw)
-        k = _positive_int(where, "kernel_size", kernel_size)
-        p = _positive_int(where, "pool_size", pool_size)
-        n_out = _positive_int(where, "num_classes",
-                              cfg.output_size if num_classes is None else num_classes)
+        h, w = (check_positive(where, "input_hw", v, integer=True) for v in hw)
+        k = check_positive(where, "kernel_size", kernel_size, integer=True)
+        p = check_positive(where, "pool_size", pool_size, integer=True)
+        n_out = check_positive(where, "num_classes",
+                              cfg.output_size if num_classes is None else num_classes,
+                              integer=True)
         if not channels:
             raise ConfigError(where, "channels is empty", got=tuple(channels),
                               expected="at least one block, e.g. (8, 16)",
                               hint="use SNNCore for a network without convolutions")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i, ch in enumerate(channels, start=1):
-            ch = _positive_int(where, "channels[i]", ch)
+            ch = check_positive(where, "channels[i]", ch, integer=True)
             layers[f"conv{i}"] = nn.Conv2d(c, ch, k, padding=k // 2, bias=not batch_norm)
             h, w = (_out_size(where, s, k, 1, k // 2) for s in (h, w))
             if batch_norm:
