@@ -606,3 +606,39 @@ def test_native_outputs_are_ordinary_tensors(monkeypatch: pytest.MonkeyPatch) ->
     assert native.cached_bytes() >= ref.numel() * 4
     assert native.empty_cache() >= ref.numel() * 4
     assert native.cached_bytes() == 0
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("learn", [False, True], ids=["frozen", "learnable"])
+def test_strided_inputs_without_copies(kernel: str, learn: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time-first data transposed to (B, T, N) (a view: batch stride N, time stride B·N) and
+    a window of a longer sequence (B, T, C, H) (what truncated BPTT passes): the op reads them
+    in place; same bits as the reference forward, gradients close."""
+    g = torch.Generator().manual_seed(24)
+    x_tf = torch.rand(T, B, N, generator=g) * 0.8
+    long = torch.rand(B, 3 * T, 2, 3, generator=g) * 0.8
+    for x in (x_tf.transpose(0, 1), long[:, T:2 * T]):
+        assert not x.is_contiguous()
+        feat = x.shape[2:]
+        p = LIFParams(leak=torch.tensor(0.8, requires_grad=learn),
+                      threshold=torch.full(feat, 0.9).requires_grad_(learn), surrogate=S.ATan(),
+                      alpha=torch.tensor(0.6) if learn else None)
+
+        def go(k: str, x: Tensor = x, p: LIFParams = p) -> list[Tensor]:
+            xg = x.detach().requires_grad_()  # the same strides as x
+            st = SpikingState(v=torch.zeros(B, *x.shape[2:]),
+                              i=torch.zeros(B, *x.shape[2:]) if p.alpha is not None else None)
+            if k == "reference":
+                s, out, _ = lif_multi_step(xg, st, p)
+            else:
+                monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+                s, out, _ = fused_multi_step(xg, st, p)  # type: ignore[misc]
+            ins = [xg, *_leaves(p)]
+            return [s, out.v, *torch.autograd.grad((s * x).sum() + out.v.sum(), ins)]
+
+        ref, got = go("reference"), go(kernel)
+        assert_bitwise(got[0], ref[0], "spikes")
+        assert_bitwise(got[1], ref[1], "v")
+        for a, b in zip(got[2:], ref[2:], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item())

@@ -18,11 +18,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <atomic>
-#include <chrono>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -32,17 +32,19 @@
 namespace {
 
 // ---------------------------------------------------------------- buffer pool
-// The op's large outputs (spikes, the saved h, the input gradient) come from a small cache of
-// freed blocks. glibc hands freed multi-MiB blocks back to the OS (munmap, heap trim), so a
-// training loop would get fresh pages each step and fault them in one 4 KiB page at a time:
-// at (32, 100, 512) that costs more than the op. Blocks are matched by exact size (a training
-// loop repeats its shapes); the cache holds at most $BRAIN_AI_POOL_MB MiB of free blocks
-// (default 512; 0 disables it), evicting the oldest first. Blocks in use are not counted:
-// they are the tensors the caller holds. Tensors from the pool are ordinary CPU tensors (the
-// storage keeps this allocator, so even resize_ works); only the memory's origin differs.
+// The op's outputs (spikes, the saved h, states, gradients; 16 KiB or more) come from a small
+// cache of freed blocks. glibc hands freed memory back to the OS (munmap of big blocks, heap
+// trims after other code frees), so a training loop would get fresh pages each step and fault
+// them in one 4 KiB page at a time: at (32, 100, 512) that cost more than the op (a fault
+// costs ~8 us on a virtualized host). Blocks are matched by exact size (a training loop
+// repeats its shapes); the cache holds at most $BRAIN_AI_POOL_MB MiB of free blocks (default
+// 512; 0 disables it) and 64 blocks, evicting the oldest first. Blocks in use are not
+// counted: they are the tensors the caller holds. Tensors from the pool are ordinary CPU
+// tensors (the storage keeps this allocator, so even resize_ works); only the memory's origin
+// differs.
 class Pool final : public c10::Allocator {
  public:
-  static constexpr size_t kMin = size_t(256) << 10;  // smaller: the default CPU allocator
+  static constexpr size_t kMin = size_t(16) << 10;  // smaller: the default CPU allocator
   static constexpr size_t kHeader = 64;               // keeps c10's 64-byte alignment
   static constexpr size_t kMaxBlocks = 64;
 
@@ -302,6 +304,7 @@ struct FwdArgs {
   T *spk, *h, *trace, *vT, *iT;
   int64_t T_, N;
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
+  int64_t xsb, xst;       // strides of x over batch and time (a window of a longer sequence)
 };
 
 template <typename T>
@@ -316,7 +319,7 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (c.syn) for (int64_t k = 0; k < len; ++k) cur[k] = a.i0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
-    const T* xt = a.x + off;
+    const T* xt = a.x + b * a.xsb + t * a.xst + n0;
     if (c.carried()) {
       for (int64_t k = 0; k < len; ++k) d[k] = v[k] - th[k];
       spikes_of(d, r, len, c.ge);
@@ -378,6 +381,7 @@ struct BwdArgs {
   double *gleak, *gth, *gal;
   int64_t T_, N;
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
+  int64_t xsb, xst;       // strides of x over batch and time
   bool gspk_scalar, gtr_scalar, gv_scalar;  // broadcast from one value (e.g. of a .sum())
 };
 
@@ -424,7 +428,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     T* ib = ibuf.data() + len;
     for (int64_t k = 0; k < len; ++k) ibuf[k] = c.syn ? a.i0[base + k] : T(0);
     for (int64_t t = 0; t < Tn; ++t) {
-      const T* xt = a.x + (b * Tn + t) * N + n0;
+      const T* xt = a.x + b * a.xsb + t * a.xst + n0;
       const T* prev = ib + (t - 1) * len;
       T* cur = ib + t * len;
       if (c.syn) {
@@ -700,7 +704,7 @@ void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
-    const T* __restrict xt = a.x + off;
+    const T* __restrict xt = a.x + b * a.xsb + t * a.xst + n0;
     T* __restrict so = a.spk + off;
     T* __restrict ho = a.h ? a.h + off : nullptr;
     T* __restrict to = a.trace ? a.trace + off : nullptr;
@@ -914,6 +918,15 @@ const T* ptr_or_null(const std::optional<at::Tensor>& t) {
   return (t.has_value() && t->defined() && t->numel() > 0) ? t->data_ptr<T>() : nullptr;
 }
 
+// x (B, T, N): contiguous along N; batch and time may have any strides (a TBPTT window is a
+// view into the whole sequence, time-first data a transposed view): no copy is needed.
+void check_x(const at::Tensor& x, at::ScalarType dt, int64_t B, int64_t T_, int64_t N) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 3 && x.scalar_type() == dt && x.size(0) == B &&
+                  x.size(1) == T_ && x.size(2) == N && (N == 1 || x.stride(2) == 1),
+              "brain_ai lif: x must be a (B, T, N) CPU tensor of the state dtype, contiguous "
+              "along N");
+}
+
 void check(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t numel) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == dt &&
                   t.numel() == numel,
@@ -948,7 +961,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
   TORCH_CHECK(x.dim() == 3, "brain_ai lif: x must be (B, T, N)");
   const int64_t B = x.size(0), T_ = x.size(1), N = x.size(2);
   const auto dt = x.scalar_type();
-  check(x, "x", dt, B * T_ * N);
+  check_x(x, dt, B, T_, N);
   check(v0, "v0", dt, B * N);
   const int64_t lrs = check_param(leak, "leak", dt, B, N);
   const int64_t trs = check_param(th, "threshold", dt, B, N);
@@ -963,8 +976,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
   at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
   at::Tensor trace = (record_v && !c.delayed()) ? pooled_empty({B, T_, N}, dt)
                                                 : at::empty({0}, opts);
-  at::Tensor vT = at::empty({B, N}, opts);
-  at::Tensor iT = c.syn ? at::empty({B, N}, opts) : at::empty({0}, opts);
+  at::Tensor vT = pooled_empty({B, N}, dt);
+  at::Tensor iT = c.syn ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
     std::vector<scalar_t> lrow, trow, arow;
     FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
@@ -974,7 +987,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
                         spk.data_ptr<scalar_t>(), save_h ? h.data_ptr<scalar_t>() : nullptr,
                         trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
                         vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
-                        T_, N, lrs, trs, ars};
+                        T_, N, lrs, trs, ars, x.stride(0), x.stride(1)};
     if (fast_fwd_ok(c)) {
       auto go = [&](auto fn) {
         for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
@@ -1024,14 +1037,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   }
   if (need_drive || (c.syn && need_alpha)) {
     TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
-    check(*x, "x", dt, B * T_ * N);
+    check_x(*x, dt, B, T_, N);
   }
+  const bool has_x = x.has_value() && x->defined() && x->numel() > 0;
+  const int64_t xs_b = has_x ? x->stride(0) : 0, xs_t = has_x ? x->stride(1) : 0;
   auto opts = h.options();
   auto dopts = opts.dtype(at::kDouble);
   at::Tensor empty = at::empty({0}, opts);
   at::Tensor gx = need_x ? pooled_empty({B, T_, N}, dt) : empty;
-  at::Tensor gv0 = need_v0 ? at::empty({B, N}, opts) : empty;
-  at::Tensor gi0 = (c.syn && need_i0) ? at::empty({B, N}, opts) : empty;
+  at::Tensor gv0 = need_v0 ? pooled_empty({B, N}, dt) : empty;
+  at::Tensor gi0 = (c.syn && need_i0) ? pooled_empty({B, N}, dt) : empty;
   at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor gt = need_th ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor ga = (c.syn && need_alpha) ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
@@ -1049,7 +1064,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                         need_leak ? gl.data_ptr<double>() : nullptr,
                         need_th ? gt.data_ptr<double>() : nullptr,
                         ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, lrs, trs, ars,
-                        gspk_scalar, gtr_scalar, gv_scalar};
+                        xs_b, xs_t, gspk_scalar, gtr_scalar, gv_scalar};
     if (fast_bwd_ok(c, a)) {
       if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
       else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);

@@ -13,10 +13,13 @@ The ops ``brain_ai_kernels::lif_forward`` / ``lif_backward`` are registered thro
 keeps a whole window as one opaque op instead of unrolling time; :class:`NativeLIF` (an
 ``autograd.Function``, cheaper per call than ``register_autograd``) ties them together.
 
-Memory: the op's large outputs (spikes, the saved ``h``, the input gradient) come from a small
-pool of freed blocks (exact size match, at most ``$BRAIN_AI_POOL_MB`` MiB of free blocks kept,
-default 512, ``0`` disables it; :func:`empty_cache` frees them), so that a training loop reuses
-warm pages instead of faulting in fresh ones each step. They are ordinary CPU tensors.
+Memory: the op's outputs of 16 KiB or more (spikes, the saved ``h``, states, gradients) come
+from a small pool of freed blocks (exact size match, at most ``$BRAIN_AI_POOL_MB`` MiB of free
+blocks kept, default 512, ``0`` disables it; :func:`empty_cache` frees them), so that a
+training loop reuses warm pages instead of faulting in fresh ones each step. They are ordinary
+CPU tensors. Inputs are read in place: ``x`` needs a contiguous last axis only (a truncated-BPTT
+window or transposed time-first data is not copied), a parameter without a gradient is passed
+as one value or one row shared by the batch rather than expanded to ``(B, N)``.
 
 Threads: work items are claimed dynamically inside one OpenMP region; when threads cost more
 than one thread alone would have (a worker or the caller not scheduled for a whole tick, as on
@@ -320,7 +323,9 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
 
     _, pname = _surrogate_param(cfg)
     sp = float(getattr(c.surrogate, pname)) if pname else 0.0
-    xs = x if one and x.is_contiguous() else x.reshape(b, steps, n).contiguous()
+    xs = x if one else x.reshape(b, steps, n)  # a view where the features allow one
+    if n > 1 and xs.stride(2) != 1:  # the op takes any batch/time strides, not a strided N
+        xs = xs.contiguous()
     outs = NativeLIF.apply(
         cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0) if i0 is not None else None,
         param(leak), param(threshold), param(alpha) if alpha is not None else None)
