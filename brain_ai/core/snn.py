@@ -260,6 +260,16 @@ def neuron_from_config(config: SNNConfig, features: int | Sequence[int]) -> Spik
     return _NEURON_CLASSES[config.neuron](features=shape, **kwargs)
 
 
+def _config(where: str, config: SNNConfig | None) -> SNNConfig:
+    """``config`` or the defaults; anything else is an error."""
+    cfg = SNNConfig() if config is None else config
+    if not isinstance(cfg, SNNConfig):
+        raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
+                          expected="SNNConfig or None",
+                          hint=f"or pass the architecture as keywords to {where}(...)")
+    return cfg
+
+
 class _ProbedSequential(SpikingSequential):
     """:class:`SpikingSequential` whose detailed forward also returns the debug probes."""
 
@@ -308,11 +318,7 @@ class SNNCore(_ProbedSequential):
                  hidden_sizes: Sequence[int] | None = None, output_size: int | None = None,
                  fold_time: bool = False, bias: bool = True) -> None:
         where = "SNNCore"
-        cfg = SNNConfig() if config is None else config
-        if not isinstance(cfg, SNNConfig):
-            raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
-                              expected="SNNConfig or None",
-                              hint="pass sizes as keywords: SNNCore(input_size=..., ...)")
+        cfg = _config(where, config)
         n_in = check_positive(where, "input_size",
                              cfg.input_size if input_size is None else input_size, integer=True)
         n_out = check_positive(where, "output_size",
@@ -392,11 +398,7 @@ class ConvSNN(_ProbedSequential):
                  kernel_size: int = 3, pool: str | None = "max", pool_size: int = 2,
                  batch_norm: bool = False, fold_time: bool = True) -> None:
         where = "ConvSNN"
-        cfg = SNNConfig() if config is None else config
-        if not isinstance(cfg, SNNConfig):
-            raise ConfigError(where, "config must be an SNNConfig", got=type(cfg).__name__,
-                              expected="SNNConfig or None",
-                              hint="pass the architecture as keywords: ConvSNN(channels=...)")
+        cfg = _config(where, config)
         if pool not in ("max", "avg", None):
             raise ConfigError(where, "unknown pool", got=repr(pool),
                               expected="'max' | 'avg' | None", hint="None disables pooling")
