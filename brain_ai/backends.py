@@ -67,9 +67,20 @@ def set_backend(model: nn.Module, name: str | None) -> nn.Module:
     return model
 
 
-# neuron -> its snnTorch peer: built once (snnTorch registers every instance in a global list,
-# so rebuilding per call would leak), kept off the neuron itself, dropped with it.
-_SNNTORCH_PEERS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+# neuron -> (its rules, its snnTorch peer): built once per set of rules (snnTorch registers
+# every instance in a global list, so rebuilding per call would leak), kept off the neuron
+# itself, dropped with it.
+_SNNTORCH_PEERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], nn.Module]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _rules_of(neuron: nn.Module) -> tuple[Any, ...]:
+    """The static options a peer module is built from (a change means a new peer)."""
+    names = ("charge", "reset", "reset_timing", "comparator", "surrogate", "detach_reset",
+             "v_reset", "beta_param", "beta_clamp", "refractory_steps", "recurrent_kind")
+    return (type(neuron), *(getattr(neuron, n, None) for n in names),
+            *(getattr(neuron, n, None) is None for n in _SHARED),
+            *(isinstance(getattr(neuron, n, None), nn.Parameter) for n in _SHARED))
 
 _SHARED = ("beta", "threshold", "graded_spikes_factor", "alpha")
 
@@ -96,9 +107,12 @@ class _SnnTorchCell:
     def __init__(self, neuron: SpikingNeuronBase) -> None:
         from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
 
-        if neuron not in _SNNTORCH_PEERS:
-            _SNNTORCH_PEERS[neuron] = to_snntorch(neuron)
-        self.peer = _SNNTORCH_PEERS[neuron]
+        rules_now = _rules_of(neuron)
+        cached = _SNNTORCH_PEERS.get(neuron)
+        if cached is None or cached[0] != rules_now:
+            cached = (rules_now, to_snntorch(neuron))  # checks the rules again
+            _SNNTORCH_PEERS[neuron] = cached
+        self.peer = cached[1]
         _share(self.peer, neuron)  # every call: parameters may have been replaced or moved
         self.names = NEURON_RULES[type(self.peer).__name__][0]
 

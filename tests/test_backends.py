@@ -41,7 +41,7 @@ def test_snntorch_backend_leaves_no_hidden_state_and_shares_parameters() -> None
     spikes, state = neuron(x)
     from brain_ai.backends import _SNNTORCH_PEERS
 
-    peer = _SNNTORCH_PEERS[neuron]
+    peer = _SNNTORCH_PEERS[neuron][1]
     assert "_peer_modules" not in vars(neuron)  # nothing stored on the neuron
     assert peer.beta is neuron.beta
     assert float(peer.mem.abs().sum()) == 0.0
@@ -93,4 +93,13 @@ def test_detach_reset_cannot_run_on_snntorch() -> None:
     neuron = LIFNeuron(beta=0.8, reset="zero", detach_reset=True, beta_clamp=(0.0, 1.0),
                        backend="snntorch", features=2)
     with pytest.raises(ConversionError, match="detach_reset"):
+        neuron(torch.rand(1, 3, 2))
+
+
+def test_changing_a_rule_rebuilds_the_snntorch_peer_and_rechecks_it() -> None:
+    neuron = LIFNeuron(beta=0.8, reset_timing="delayed", beta_clamp=(0.0, 1.0),
+                       backend="snntorch", features=2)
+    neuron(torch.rand(1, 3, 2))
+    neuron.reset_timing = "immediate"  # immediate subtract: snnTorch has no such rule
+    with pytest.raises(ConversionError, match="immediate subtract"):
         neuron(torch.rand(1, 3, 2))
