@@ -23,8 +23,10 @@ Lapicque      LIFNeuron        same                                 as Synaptic;
 
 Every converted neuron uses comparator ``">"``, ``charge="beta"`` and ``beta_clamp=(0, 1)``
 (snnTorch clamps β and α to [0, 1] at every use; the stored raw values are copied as they
-are, Parameter or buffer alike). The membrane a converted neuron stores is the one snnTorch
-returns (pre-reset for ``reset_delay=True``).
+are, Parameter or buffer alike), and ``kernel="reference"``: per-step autograd, the gradient
+order of snnTorch (set ``neuron.kernel = None`` for the fast fused kernels: same forward
+bits, gradients within ~1e-6 of the largest term). The membrane a converted neuron stores
+is the one snnTorch returns (pre-reset for ``reset_delay=True``).
 
 Not representable (raise :class:`~brain_ai.errors.ConversionError` naming the feature):
 ``inhibition``, ``state_quant``, ``surrogate_disable``, ``Alpha``, ``SLSTM``/``SConv2dLSTM``,
@@ -210,6 +212,7 @@ def from_snntorch(neuron: nn.Module) -> SpikingNeuronBase:
         threshold=threshold, learn_threshold=learn_thr, reset=reset, reset_timing=timing,
         comparator=">", charge="beta", beta_clamp=(0.0, 1.0),
         surrogate=from_snntorch_surrogate(neuron.spike_grad),
+        kernel="reference",  # autograd's order = snnTorch's: gradients bit for bit
     )
     gsf, learn_gsf = _param(neuron, "graded_spikes_factor")
     kwargs.update(graded_spikes_factor=gsf, learn_graded_spikes_factor=learn_gsf)

@@ -326,6 +326,7 @@ def from_spikingjelly(node: nn.Module) -> LIFNeuron:
                                   got=getattr(w, "shape", w), expected="shape ()",
                                   hint="SJ shares one w across the layer")
         kwargs.update(tau=2.0, learn_tau=bool(w.requires_grad))
+    kwargs["kernel"] = "reference"  # autograd's order = SJ's: gradients bit for bit
     try:
         neuron = LIFNeuron(**kwargs)
     except ValueError as exc:

@@ -80,6 +80,20 @@ def _delayed_input(x: Tensor, history: Tensor, delays: Tensor) -> tuple[Tensor, 
     return (history * weights).sum(dim=1), history
 
 
+def _charge(v: Tensor, x: Tensor, state: SpikingState, p: LIFParams
+            ) -> tuple[Tensor, Tensor | None]:
+    """``(h, i)``: synaptic current (if any), recurrent input (if any) and the charge rule."""
+    rec = p.recurrent(state.prev_spk) if p.recurrent is not None else None
+    i = state.i
+    if p.alpha is not None:
+        i = p.alpha * i + x
+        if rec is not None:
+            i = i + rec
+        return rules.charge(v, i, p.leak, p.charge, p.v_reset), i
+    h = rules.charge(v, x, p.leak, p.charge, p.v_reset)
+    return (h if rec is None else h + rec), i
+
+
 def lif_step(x: Tensor, state: SpikingState, p: LIFParams) -> tuple[Tensor, SpikingState]:
     """One step of the LIF family (see the module docstring for the equations).
 
@@ -102,20 +116,12 @@ def lif_step(x: Tensor, state: SpikingState, p: LIFParams) -> tuple[Tensor, Spik
         if p.reset_timing in rules.PRE_CHARGE_TIMINGS:
             v = rules.apply_carried_reset_pre(v, r, p.reset, p.threshold, p.v_reset)
 
-    rec = p.recurrent(state.prev_spk) if p.recurrent is not None else None
-    i = state.i
-    if p.alpha is not None:
-        i = p.alpha * i + x
-        if rec is not None:
-            i = i + rec
-        h = rules.charge(v, i, p.leak, p.charge, p.v_reset)
-    else:
-        h = rules.charge(v, x, p.leak, p.charge, p.v_reset)
-        if rec is not None:
-            h = h + rec
-
+    h, i = _charge(v, x, state, p)
     if r is not None and p.reset_timing not in rules.PRE_CHARGE_TIMINGS:
-        h = rules.apply_carried_reset_post(h, r, p.reset, p.threshold, p.v_reset)
+        # snnTorch's zero reset subtracts a second evaluation of the charged value
+        # (base - r·base'): two autograd branches. Mirroring it gives its gradients bit for bit.
+        again = _charge(v, x, state, p)[0] if p.reset == "zero" else h
+        h = rules.apply_carried_reset_post(h, r, p.reset, p.threshold, p.v_reset, again)
 
     ref = state.ref
     if p.refractory_steps > 0:

@@ -73,15 +73,17 @@ class NeuronOutput:
 class _Cell:
     """``(x_t, state) -> (spikes, state)`` bound to resolved parameters, with its multi-step."""
 
-    def __init__(self, p: LIFParams) -> None:
+    def __init__(self, p: LIFParams, kernel: str | None = None) -> None:
         self.p = p
+        self.kernel = kernel
 
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
         return lif_step(x, state, self.p)
 
     def multi_step(self, x: Tensor, state: SpikingState, record: Sequence[str]
                    ) -> tuple[Tensor, SpikingState, dict[str, Tensor]]:
-        out = fused_multi_step(x, state, self.p, record)  # None: not covered, run the reference
+        # None: not covered by a fast kernel (or the reference was chosen): run the reference
+        out = fused_multi_step(x, state, self.p, record, self.kernel)
         return out if out is not None else lif_multi_step(x, state, self.p, record)
 
 
@@ -139,6 +141,10 @@ class SpikingNeuronBase(nn.Module):
         backend: ``"native"``, ``"snntorch"`` or ``"spikingjelly"`` (the step runs on the
             peer's implementation, sharing this module's parameters; see
             :mod:`brain_ai.backends`); ``None`` follows the global default.
+        kernel: multi-step kernel of the native backend: ``"reference"`` (per-step autograd:
+            gradients in the same operation order as the peers), ``"fused"``, ``"native"``;
+            ``None`` = the fastest exact one. ``$BRAIN_AI_KERNEL`` overrides it. Neurons
+            converted from a peer use ``"reference"``; forward results never depend on it.
     """
 
     def __init__(
@@ -169,6 +175,7 @@ class SpikingNeuronBase(nn.Module):
         dtype_policy: str = "float32",
         chunk_size: int | None = None,
         backend: str | None = None,
+        kernel: str | None = None,
     ) -> None:
         super().__init__()
         where = f"{type(self).__name__}"
@@ -182,7 +189,10 @@ class SpikingNeuronBase(nn.Module):
         rules.check_rule(where, "dtype_policy", dtype_policy, ("float32", "input"))
         if backend is not None:
             rules.check_rule(where, "backend", backend, ("native", "snntorch", "spikingjelly"))
+        if kernel is not None:
+            rules.check_rule(where, "kernel", kernel, ("reference", "fused", "native"))
         self.backend = backend
+        self.kernel = kernel
         if surrogate is None:
             surrogate = ATan()
         if not isinstance(surrogate, Surrogate):
@@ -322,7 +332,7 @@ class SpikingNeuronBase(nn.Module):
 
         backend = self.backend or get_default_backend()
         if backend == "native":
-            return _Cell(self.params())
+            return _Cell(self.params(), self.kernel)
         return peer_cell(self, backend)
 
     def prepare_input(self, x: Tensor) -> Tensor:

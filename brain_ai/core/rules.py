@@ -132,12 +132,17 @@ def apply_carried_reset_pre(v: Tensor, r: Tensor, mechanism: str, threshold: Ten
 
 
 def apply_carried_reset_post(h: Tensor, r: Tensor, mechanism: str, threshold: Tensor,
-                             v_reset: float) -> Tensor:
-    """Carried reset on the charged membrane (``"delayed"``/``"compensated"``)."""
+                             v_reset: float, h_again: Tensor | None = None) -> Tensor:
+    """Carried reset on the charged membrane (``"delayed"``/``"compensated"``).
+
+    ``h_again``: the same charge evaluated a second time (snnTorch's zero reset computes
+    ``base - r·base'`` with two graph branches); equal to ``h`` in value.
+    """
     if mechanism == "subtract":
         return h - r * threshold
     if mechanism == "zero":
-        return h - r * h if v_reset == 0.0 else h - r * (h - v_reset)
+        h2 = h if h_again is None else h_again
+        return h - r * h2 if v_reset == 0.0 else h - r * (h2 - v_reset)
     return h
 
 

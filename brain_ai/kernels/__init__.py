@@ -113,7 +113,8 @@ def _transformed() -> bool:
 
 
 def fused_multi_step(
-    x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
+    x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = (),
+    preferred: str | None = None,
 ) -> tuple[Tensor, SpikingState, dict[str, Tensor]] | None:
     """The multi-step LIF over ``x`` ``(B, T, *f)`` by the selected fast kernel, or ``None``.
 
@@ -126,10 +127,12 @@ def fused_multi_step(
         state: state before the first step (``v``, and ``i`` with a synapse).
         p: resolved parameters.
         record: state fields to stack over time; only ``("v",)`` is covered.
+        preferred: the neuron's own kernel choice (``None``: fastest); ``$BRAIN_AI_KERNEL``,
+            when set, overrides it.
     Returns:
         ``(spikes (B, T, *f), final_state, traces)`` or ``None``.
     """
-    kernel = selected_kernel()
+    kernel = selected_kernel() or preferred
     if kernel == "reference":
         return None
     c = fused_config(x, state, p, record)
