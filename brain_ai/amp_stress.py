@@ -26,11 +26,9 @@ any row fails.
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +36,8 @@ from torch import Tensor
 
 from brain_ai.config import LossConfig
 from brain_ai.core import losses as L
+from brain_ai.core.decoding import build_decoder
+from brain_ai.core.encoding import build_encoder
 
 __all__ = ["Row", "add_arguments", "run", "stress"]
 
@@ -168,20 +168,7 @@ def _loss_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespace) 
     return rows
 
 
-def _optional(module_name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-
-
 def _encoder_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> list[Row]:
-    enc_mod = _optional("brain_ai.core.encoding")
-    if enc_mod is None:
-        return [Row("encoder", "(all)", dev.type, _short(dtype), passed=False,
-                    note="brain_ai.core.encoding is missing")]
     from brain_ai.config import EncodingConfig
 
     g = torch.Generator().manual_seed(args.seed + 1)
@@ -195,8 +182,8 @@ def _encoder_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespac
         try:
             cfg = EncodingConfig(type=kind, num_steps=t, seed=args.seed)
             inp = seq if kind == "delta" else x
-            ref = enc_mod.build_encoder(cfg).to(dev).train()(inp).spikes
-            enc = enc_mod.build_encoder(cfg).to(dev).train()
+            ref = build_encoder(cfg).to(dev).train()(inp).spikes
+            enc = build_encoder(cfg).to(dev).train()
             with torch.autocast(dev.type, dtype=dtype):
                 out = enc(inp.to(dtype))
             s = out.spikes
@@ -222,10 +209,6 @@ def _encoder_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespac
 
 
 def _decoder_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> list[Row]:
-    dec_mod = _optional("brain_ai.core.decoding")
-    if dec_mod is None:
-        return [Row("decoder", "(all)", dev.type, _short(dtype), passed=False,
-                    note="brain_ai.core.decoding is missing")]
     from brain_ai.config import DecodingConfig
 
     g = torch.Generator().manual_seed(args.seed + 2)
@@ -237,7 +220,7 @@ def _decoder_rows(dev: torch.device, dtype: torch.dtype, args: argparse.Namespac
         row = Row("decoder", label, dev.type, _short(dtype))
         try:
             cfg = DecodingConfig(**kwargs)  # type: ignore[arg-type]
-            dec = dec_mod.build_decoder(cfg).to(dev)
+            dec = build_decoder(cfg).to(dev)
             width = c * cfg.population_size if cfg.type == "population" else c
             w = (torch.randn(f, width, generator=g) * 1.5).to(dev).requires_grad_(True)
             with torch.autocast(dev.type, dtype=dtype):
