@@ -24,7 +24,7 @@ from torch import Tensor
 
 from brain_ai.core import surrogates as S
 from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
-from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron
+from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron, _OneToOne
 from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
 from brain_ai.kernels import fused_config, fused_multi_step, native
@@ -71,9 +71,15 @@ def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
               timing: str = "immediate", comparator: str = ">",
               surrogate: S.Surrogate | None = None, detach_reset: bool = False,
               synapse: bool = False, learn: bool = True, per_neuron: bool = False,
-              v_reset: float = 0.0, dtype: torch.dtype = torch.float32, steps: int = T
+              v_reset: float = 0.0, dtype: torch.dtype = torch.float32, steps: int = T,
+              adapt: bool = False, recur: bool = False,
               ) -> tuple[LIFParams, Tensor, SpikingState, list[Tensor]]:
-    """Parameters, input, initial state and loss weights; firing ~5-50 %."""
+    """Parameters, input, initial state and loss weights; firing ~5-50 %.
+
+    ``adapt``: threshold adaptation (κ, ρ learnable like the rest, a0 ≠ 0); ``recur``: a
+    one-to-one recurrent weight of either sign (``RecurrentLIFNeuron(recurrent="one_to_one")``'s
+    module), ``prev_spk`` starting from random spikes.
+    """
     g = torch.Generator().manual_seed(seed)
     shape = (N,) if per_neuron else ()
 
@@ -89,30 +95,61 @@ def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
     v0 = rand(B, N) * 0.5
     i0 = rand(B, N) * 0.3 if synapse else None
     weights = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype)
-               for s in ((B, steps, N), (B, N), (B, steps, N), (B, N))]
+               for s in ((B, steps, N), (B, N), (B, steps, N), (B, N), (B, N), (B, N))]
+    extra: dict = {}
+    state: dict = {}
+    if adapt:
+        extra.update(adapt_scale=(rand(*shape) * 0.3).requires_grad_(learn),
+                     adapt_decay=(rand(*shape) * 0.3 + 0.6).requires_grad_(learn))
+        state["a"] = rand(B, N)
+    if recur:
+        extra["recurrent"] = _OneToOne(((rand(*shape) - 0.5) * 0.6), learn)
+        state["prev_spk"] = (rand(B, N) > 0.5).to(dtype)
     p = LIFParams(
         leak=leak.requires_grad_(learn), threshold=threshold.requires_grad_(learn),
         surrogate=surrogate or S.ATan(), charge=charge, comparator=comparator, reset=reset,
         reset_timing=timing, v_reset=v_reset, detach_reset=detach_reset,
-        alpha=None if alpha is None else alpha.requires_grad_(learn))
-    return p, x, SpikingState(v=v0, i=i0), weights
+        alpha=None if alpha is None else alpha.requires_grad_(learn), **extra)
+    return p, x, SpikingState(v=v0, i=i0, **state), weights
 
 
 def _loss(s: Tensor, st: SpikingState, trace: Tensor, w: list[Tensor]) -> Tensor:
     loss = (s * w[0]).sum() + (st.v * w[1]).sum() + (trace * w[2]).sum()
-    return loss + (st.i * w[3]).sum() if st.i is not None else loss
+    for j, extra in ((3, st.i), (4, st.a), (5, st.prev_spk)):
+        if extra is not None:
+            loss = loss + (extra * w[j]).sum()
+    return loss
+
+
+PARAM_NAMES = ("leak", "threshold", "alpha", "adapt_scale", "adapt_decay", "recurrent")
+
+
+def _param(p: LIFParams, name: str) -> Tensor | None:
+    t = getattr(p, name)
+    return t.V if isinstance(t, _OneToOne) else t
+
+
+def _with_param(p: LIFParams, name: str, value: Tensor) -> LIFParams:
+    return replace(p, **{name: _OneToOne(value, False) if name == "recurrent" else value})
 
 
 def _leaves(p: LIFParams) -> list[Tensor]:
-    return [t for t in (p.leak, p.threshold, p.alpha) if t is not None and t.requires_grad]
+    return [t for t in (_param(p, n) for n in PARAM_NAMES) if t is not None and t.requires_grad]
+
+
+STATE_FIELDS = ("v", "i", "a", "prev_spk")
+
+
+def _state_leaves(st: SpikingState) -> list[Tensor]:
+    return [getattr(st, f) for f in STATE_FIELDS if getattr(st, f) is not None]
 
 
 def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
         monkeypatch: pytest.MonkeyPatch) -> tuple[list[Tensor], list[Tensor]]:
     """Forward values and gradients (x, v0, i0, then learnable parameters) of one kernel."""
     x = x.clone().requires_grad_()
-    st = SpikingState(v=st.v.clone().requires_grad_(),
-                      i=None if st.i is None else st.i.clone().requires_grad_())
+    st = SpikingState(**{f: getattr(st, f).clone().requires_grad_() for f in STATE_FIELDS
+                         if getattr(st, f) is not None})
     if kernel == "reference":
         s, out, tr = lif_multi_step(x, st, p, ("v",))
     else:
@@ -120,8 +157,8 @@ def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
         res = fused_multi_step(x, st, p, ("v",))
         assert res is not None, "the fused path must cover this configuration"
         s, out, tr = res
-    fwd = [s, out.v, tr["v"]] + ([out.i] if out.i is not None else [])
-    ins = [x, st.v] + ([st.i] if st.i is not None else []) + _leaves(p)
+    fwd = [s, out.v, tr["v"], *_state_leaves(out)[1:]]
+    ins = [x, *_state_leaves(st), *_leaves(p)]
     grads = torch.autograd.grad(_loss(s, out, tr["v"], w), ins)
     return [f.detach() for f in fwd], list(grads)
 
@@ -134,10 +171,13 @@ def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor
     state = st
     spikes, vs = [], []
     for x_t in x.unbind(1):
-        copies = {name: getattr(p, name).detach().expand_as(x_t).clone().requires_grad_()
-                  for name in ("leak", "threshold", "alpha")
-                  if getattr(p, name) is not None and getattr(p, name).requires_grad}
-        s, state = lif_step(x_t, state, replace(p, **copies))
+        copies = {name: _param(p, name).detach().expand_as(x_t).clone().requires_grad_()
+                  for name in PARAM_NAMES
+                  if _param(p, name) is not None and _param(p, name).requires_grad}
+        q = p
+        for name, value in copies.items():
+            q = _with_param(q, name, value)
+        s, state = lif_step(x_t, state, q)
         per_step.append(copies)
         spikes.append(s)
         vs.append(state.v)
@@ -150,7 +190,7 @@ def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor
     for j, name in enumerate(names):
         total = sum((g.abs() for g in grads[j::len(names)] if g is not None),
                     torch.zeros_like(x[:, 0]))
-        scale.append(total.sum_to_size(getattr(p, name).shape))
+        scale.append(total.sum_to_size(_param(p, name).shape))
     return scale
 
 
@@ -159,17 +199,20 @@ def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingSt
                              tol: float = 1e-6) -> None:
     ref_f, ref_g = run("reference", p, x, st, w, monkeypatch)
     got_f, got_g = run(kernel, p, x, st, w, monkeypatch)
-    for name, a, b in zip(["spikes", "v_T", "v trace", "i_T"], got_f, ref_f, strict=False):
+    fields = [f for f in STATE_FIELDS if getattr(st, f) is not None]
+    names = ["spikes", "v_T", "v trace"] + [f"{f}_T" for f in fields[1:]]
+    assert len(got_f) == len(ref_f) == len(names)
+    for name, a, b in zip(names, got_f, ref_f, strict=True):
         assert_bitwise(a, b, name)
-    n_state = 2 + (st.i is not None)
-    for j in range(n_state):  # x, v0, i0: relative to the largest entry
+    n_state = 1 + len(fields)
+    for j, name in enumerate(["x", *fields]):  # relative to the largest entry
         err = (got_g[j] - ref_g[j]).abs().max() / ref_g[j].abs().max().clamp_min(1e-30)
-        assert err <= tol, f"grad {['x', 'v0', 'i0'][j]}: relative error {err:.3g}"
+        assert err <= tol, f"grad {name}: relative error {err:.3g}"
     if len(ref_g) > n_state:
         scales = contribution_scale(p, x, st, w)
         for leaf, a, b, sc in zip(_leaves(p), got_g[n_state:], ref_g[n_state:], scales,
                                   strict=True):
-            name = next(n for n in ("leak", "threshold", "alpha") if getattr(p, n) is leaf)
+            name = next(n for n in PARAM_NAMES if _param(p, n) is leaf)
             err = ((a - b).abs() / sc.clamp_min(1e-30)).max()
             assert err <= tol, f"grad {name}: {err:.3g} of the sum of |terms| ({a} vs {b})"
 
@@ -211,6 +254,82 @@ def test_charge_synapse_learnable(kernel: str, charge: str, synapse: bool, per_n
     p, x, st, w = make_case(11, charge=charge, synapse=synapse, per_neuron=per_neuron,
                             reset="zero" if per_neuron else "subtract")
     assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+ADAPT_RECUR = [(True, False), (False, True), (True, True)]
+EXTRA_RULES = list(itertools.product(ADAPT_RECUR, RESETS, TIMINGS))
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize(("features", "reset", "timing"), EXTRA_RULES,
+                         ids=[f"{'adapt' if a else ''}{'+' if a and r else ''}"
+                              f"{'recur' if r else ''}-{rs}-{t}"
+                              for (a, r), rs, t in EXTRA_RULES])
+def test_adaptive_and_recurrent(kernel: str, features: tuple[bool, bool], reset: str,
+                                timing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adaptive threshold and/or one-to-one recurrence (learnable κ, ρ, w and their gradients,
+    gradients into a0 and prev_spk) through every reset x timing; charge, comparator,
+    surrogate, synapse, detach, parameter shape and v_reset cycle across the 45 cases."""
+    adapt, recur = features
+    k = EXTRA_RULES.index((features, reset, timing))
+    p, x, st, w = make_case(
+        100 + k, charge=CHARGES[k % 5], reset=reset, timing=timing,
+        comparator=">=" if k % 2 else ">", surrogate=SURROGATES[k % len(SURROGATES)],
+        detach_reset=k % 4 == 1, synapse=k % 3 != 0, per_neuron=k % 2 == 0,
+        v_reset=0.0 if k % 5 else -0.1, adapt=adapt, recur=recur)
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+def test_adaptive_recurrent_frozen_and_float64(kernel: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    p, x, st, w = make_case(7, learn=False, adapt=True, recur=True, timing="compensated")
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+    p, x, st, w = make_case(8, dtype=torch.float64, adapt=True, recur=True, synapse=True,
+                            per_neuron=True, timing="delayed")
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch, tol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize("make", [
+    lambda: AdaptiveLIFNeuron(features=N, beta=torch.linspace(0.7, 0.95, N), learn_beta=True,
+                              learn_threshold=True, learn_adaptation=True,
+                              adapt_scale=torch.linspace(0.05, 0.3, N), chunk_size=7),
+    lambda: RecurrentLIFNeuron(features=N, recurrent="one_to_one",
+                               V=torch.linspace(-0.4, 0.6, N), alpha=0.6, learn_alpha=True,
+                               reset="zero", reset_timing="delayed", learn_beta=True,
+                               chunk_size=7),
+], ids=["adaptive-tbptt", "recurrent-one-to-one-tbptt"])
+def test_adaptive_recurrent_modules(kernel: str, make: Callable[[], torch.nn.Module],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The modules run the fused op (one autograd node per window) and match the reference:
+    spikes, final state and membrane bit for bit, every parameter gradient within 1e-6."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.rand(B, T, N, generator=g) * 0.8
+
+    def go(k: str) -> tuple[list[Tensor], list[Tensor], str]:
+        monkeypatch.setenv("BRAIN_AI_KERNEL", k)
+        torch.manual_seed(0)
+        n = make()
+        xi = x.clone().requires_grad_()
+        out = n(xi, return_details=True)
+        node = out.spikes.grad_fn
+        while node is not None and node.name() in ("CatBackward0", "ViewBackward0"):
+            node = node.next_functions[0][0]
+        (out.spikes.sum() + out.membrane.square().sum()).backward()
+        params = [prm.grad for prm in n.parameters()]
+        assert all(gr is not None for gr in params)
+        return ([out.spikes, out.membrane, *_state_leaves(out.state)],
+                [xi.grad, *params], node.name() if node is not None else "")
+
+    ref_f, ref_g, _ = go("reference")
+    got_f, got_g, node = go(kernel)
+    assert node == {"fused": "FusedLIFBackward", "native": "NativeLIFBackward"}[kernel]
+    assert 0.05 < ref_f[0].mean().item() < 0.6
+    for a, b in zip(got_f, ref_f, strict=True):
+        assert_bitwise(a, b, "forward")
+    for a, b in zip(got_g, ref_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item())
 
 
 @pytest.mark.parametrize("kernel", kernels())
@@ -301,8 +420,12 @@ def _unsupported() -> list[tuple[str, LIFParams, SpikingState, tuple[str, ...]]]
     z = torch.zeros(B, N)
     return [
         ("recurrent", replace(p, recurrent=lambda s: s), SpikingState(v=v, prev_spk=z), ()),
-        ("adaptive", replace(p, adapt_decay=torch.tensor(0.9), adapt_scale=torch.tensor(0.1)),
-         SpikingState(v=v, a=z), ()),
+        ("adaptive-without-state",
+         replace(p, adapt_decay=torch.tensor(0.9), adapt_scale=torch.tensor(0.1)),
+         SpikingState(v=v), ()),
+        ("recurrent-graded", replace(p, recurrent=_OneToOne(torch.tensor(0.5), False),
+                                     graded=torch.tensor(2.0)),
+         SpikingState(v=v, prev_spk=z), ()),
         ("refractory", replace(p, refractory_steps=2), SpikingState(v=v, ref=z), ()),
         ("delays", replace(p, delays=torch.zeros(N)),
          SpikingState(v=v, spike_history=torch.zeros(B, 2, N)), ()),
@@ -325,11 +448,10 @@ def test_unsupported_returns_none(name: str, p: LIFParams, st: SpikingState,
 
 
 @pytest.mark.parametrize("make", [
-    lambda: AdaptiveLIFNeuron(features=N),
-    lambda: RecurrentLIFNeuron(features=N, recurrent="one_to_one"),
+    lambda: RecurrentLIFNeuron(features=N, recurrent="linear"),
     lambda: LIFNeuron(features=N, refractory_steps=2),
     lambda: LIFNeuron(features=N, graded_spikes_factor=2.0),
-], ids=["adaptive", "recurrent", "refractory", "graded"])
+], ids=["recurrent-linear", "refractory", "graded"])
 def test_unsupported_neurons_run_the_reference(make, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.rand(B, 12, N, generator=torch.Generator().manual_seed(4)) * 2
     monkeypatch.setenv("BRAIN_AI_KERNEL", "fused")

@@ -612,6 +612,11 @@ class _OneToOne(nn.Module):
     def forward(self, s: Tensor) -> Tensor:
         return s * self.V
 
+    @property
+    def elementwise_weight(self) -> Tensor:
+        """``V``: the fused kernels compute ``s ⊙ V`` themselves, inside the time loop."""
+        return self.V
+
 
 class RecurrentLIFNeuron(SpikingNeuronBase):
     """LIF with lateral connections: ``h = β·v + W_in·x + W_rec·s_prev``.

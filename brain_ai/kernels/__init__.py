@@ -18,14 +18,18 @@ to the reference; gradients differ only by summation order (tests/test_kernels.p
 1e-6 of the largest entry, and for parameters of the sum of the absolute terms reduced).
 
 Covered by ``fused`` and ``native``: every charge rule, reset mechanism, reset timing,
-comparator, ``v_reset``, ``detach_reset``, a current-based synapse, learnable (scalar or
-per-neuron) leak, threshold and ``α``, ``record=("v",)``, float32/float64 state (lower-precision
-input is promoted as the reference does), every built-in surrogate (``native``; a user-defined
-surrogate runs on ``fused``, which calls its ``backward``). Not covered (the reference runs):
-recurrent connections, adaptive thresholds, refractory periods, learnable delays, graded
-spikes, other recorded fields, and calls under ``vmap``/``jit.trace``. Under ``torch.compile``
-the native op is traced as one opaque node (its fake implementation gives the shapes); without
-it the reference is traced (the pure-PyTorch loop would be unrolled just the same).
+comparator, ``v_reset``, ``detach_reset``, a current-based synapse, an adaptive threshold
+(``AdaptiveLIFNeuron``), a one-to-one recurrence (``RecurrentLIFNeuron(recurrent=
+"one_to_one")``), learnable (scalar or per-neuron) leak, threshold, ``α``, ``κ``, ``ρ`` and
+recurrent weight, ``record=("v",)``, float32/float64 state (lower-precision input is promoted
+as the reference does), every built-in surrogate (``native``; a user-defined surrogate runs on
+``fused``, which calls its ``backward``). ``native`` has a faster loop for the common case
+(β charge, no carried reset, no synapse/adaptation/recurrence). Not covered (the reference
+runs): linear/conv recurrent connections (a matmul per step needs the previous step's spikes
+from the whole layer), refractory periods, learnable delays, graded spikes, other recorded
+fields, and calls under ``vmap``/``jit.trace``. Under ``torch.compile`` the native op is traced
+as one opaque node (its fake implementation gives the shapes); without it the reference is
+traced (the pure-PyTorch loop would be unrolled just the same).
 """
 
 from __future__ import annotations
@@ -74,16 +78,24 @@ def _param_ok(t: object, shape: torch.Size, dtype: torch.dtype, device: torch.de
         return False
 
 
+def recurrent_weight(p: LIFParams) -> Tensor | None:
+    """``w`` of a one-to-one recurrence ``w ⊙ s`` (``None`` for none or another kind)."""
+    return getattr(p.recurrent, "elementwise_weight", None) if p.recurrent is not None else None
+
+
 def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
                  ) -> FusedConfig | None:
     """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it."""
-    if (p.recurrent is not None or p.adapt_decay is not None or p.adapt_scale is not None
-            or p.refractory_steps or p.delays is not None or p.graded is not None):
+    adapt = p.adapt_decay is not None or p.adapt_scale is not None
+    w_rec = recurrent_weight(p)
+    if ((p.recurrent is not None and w_rec is None) or p.refractory_steps
+            or p.delays is not None or p.graded is not None):
         return None
     if any(name != "v" for name in record):
         return None
-    if (state.a is not None or state.prev_spk is not None or state.spike_history is not None
-            or state.ref is not None or (state.i is None) != (p.alpha is None)):
+    if (state.spike_history is not None or state.ref is not None
+            or (state.i is None) != (p.alpha is None) or (state.a is None) == adapt
+            or (state.prev_spk is None) != (p.recurrent is None)):
         return None
     v = state.v
     if not isinstance(x, Tensor) or x.dim() < 2 or not v.is_floating_point():
@@ -95,15 +107,24 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
     dt = v.dtype
     if not x.is_floating_point() or torch.promote_types(x.dtype, dt) != dt:
         return None
-    if state.i is not None and (state.i.dtype != dt or state.i.shape != v.shape):
-        return None
+    for extra in (state.i, state.a, state.prev_spk):
+        if extra is not None and (type(extra) is not Tensor or extra.dtype != dt
+                                  or extra.shape != v.shape or extra.device != v.device):
+            return None
     params = [p.leak, p.threshold] + ([p.alpha] if p.alpha is not None else [])
+    if adapt:
+        if p.adapt_decay is None or p.adapt_scale is None:
+            return None
+        params += [p.adapt_scale, p.adapt_decay]
+    if w_rec is not None:
+        params.append(w_rec)
     if not all(_param_ok(t, v.shape, dt, v.device) for t in params):
         return None
     return FusedConfig(
         charge=p.charge, comparator=p.comparator, reset=p.reset, timing=p.reset_timing,
         v_reset=float(p.v_reset), detach_reset=bool(p.detach_reset), surrogate=p.surrogate,
-        synapse=p.alpha is not None, record_v="v" in record,
+        synapse=p.alpha is not None, record_v="v" in record, adapt=adapt,
+        recur=w_rec is not None,
     )
 
 
@@ -145,14 +166,23 @@ def fused_multi_step(
     x = x.to(dt)
     leak, thr = p.leak.to(dt), p.threshold.to(dt)
     alpha = p.alpha.to(dt) if p.alpha is not None else None
+    extra = {}
+    if c.adapt:
+        extra.update(a0=state.a, kappa=p.adapt_scale.to(dt),  # type: ignore[union-attr]
+                     rho=p.adapt_decay.to(dt))  # type: ignore[union-attr]
+    if c.recur:
+        extra.update(p0=state.prev_spk, w_rec=recurrent_weight(p).to(dt))  # type: ignore[union-attr]
     outs = None
     if kernel != "fused" and (not compiling or native.loaded()):
-        outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha)
+        outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha, **extra)
     if outs is None:
         if compiling:  # the Python loop would be unrolled: trace the reference instead
             return None
-        outs = run_fused(c, x, state.v, state.i, leak, thr, alpha)
-    spikes, v = outs[0], outs[1]
-    i = outs[2] if c.synapse else None
-    traces = {"v": outs[-1]} if c.record_v else {}
-    return spikes, SpikingState(v=v, i=i), traces
+        outs = run_fused(c, x, state.v, state.i, leak, thr, alpha, **extra)
+    it = iter(outs)
+    spikes, v = next(it), next(it)
+    i = next(it) if c.synapse else None
+    a = next(it) if c.adapt else None
+    prev = next(it) if c.recur else None
+    traces = {"v": next(it)} if c.record_v else {}
+    return spikes, SpikingState(v=v, i=i, a=a, prev_spk=prev), traces

@@ -19,6 +19,13 @@ stored membrane, ``g_s`` = gradient of the spike output)::
 Everything else is recomputed from ``h`` with the forward's own operations: the spike ``s``,
 the stored membrane of the previous step (learnable leak only), and the carried reset ``r``
 (``r_t = s_{t-1}`` for the delayed timings; a cheap forward scan for the compensated ones).
+
+An adaptive threshold (``θ_t = θ + κ·a_{t-1}``, ``a_t = ρ·a_{t-1} + s_t``) and a one-to-one
+recurrent input (``w ⊙ s_{t-1}``, added to the synaptic current or to the charged membrane)
+add two reverse recursions: ``g_s += g_a + g_p``; ``g_a(t-1) = ρ·g_a + κ·g_θ``;
+``g_p(t-1) = w·g_rec``. The adaptation ``a_t`` and the spikes are rebuilt from ``h`` by the
+same forward scan (``s_t = H(h_t - θ - κ·a_{t-1})`` needs ``a_{t-1}``), so the saved
+activations stay one tensor per neuron-step.
 Learnable ``α`` and the ``*_input`` charges with a learnable leak also keep a reference to the
 input ``x`` (no copy) to rebuild the synaptic current.
 
@@ -48,6 +55,8 @@ class FusedConfig:
         surrogate: the spike's surrogate (its ``backward`` is called as is).
         synapse: a current-based synapse ``i = α·i + x`` is present.
         record_v: also return the stored membrane after every step.
+        adapt: an adaptive threshold ``θ + κ·a`` with ``a' = ρ·a + s``.
+        recur: a one-to-one recurrent input ``w ⊙ s_{t-1}``.
     """
 
     charge: str
@@ -59,6 +68,8 @@ class FusedConfig:
     surrogate: Surrogate
     synapse: bool
     record_v: bool
+    adapt: bool = False
+    recur: bool = False
 
     @property
     def carried(self) -> bool:
@@ -109,15 +120,20 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
 
 
 class FusedLIF(torch.autograd.Function):
-    """Whole-window LIF: ``(x (B,T,*f), v0, i0, leak, θ, α) -> (spikes, v_T[, i_T][, v_trace])``.
+    """Whole-window LIF: ``(x (B,T,*f), v0, i0, a0, p0, leak, θ, α, κ, ρ, w) ->
+    (spikes, v_T[, i_T][, a_T][, p_T][, v_trace])``.
 
-    ``i0``/``α`` are ``None`` without a synapse; ``i_T`` is returned only with one, ``v_trace``
-    only with ``record_v``. Saves ``h`` ``(B, T, *f)`` (one tensor per neuron-step).
+    ``i0``/``α`` are ``None`` without a synapse, ``a0``/``κ``/``ρ`` without adaptation,
+    ``p0``/``w`` without one-to-one recurrence; the matching outputs are returned only with
+    the feature, ``v_trace`` only with ``record_v``. Saves ``h`` ``(B, T, *f)`` (one tensor
+    per neuron-step).
     """
 
     @staticmethod
     def forward(ctx, c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None,  # type: ignore[override]
-                leak: Tensor, threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...]:
+                a0: Tensor | None, p0: Tensor | None, leak: Tensor, threshold: Tensor,
+                alpha: Tensor | None, kappa: Tensor | None, rho: Tensor | None,
+                w_rec: Tensor | None) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         grad = any(needs)
@@ -126,24 +142,33 @@ class FusedLIF(torch.autograd.Function):
         hs = torch.empty_like(x) if (grad or (c.record_v and c.delayed)) else None
         trace = hs if c.record_v and c.delayed else (
             torch.empty_like(x) if c.record_v else None)
-        v, i = v0, i0
+        v, i, a, prev = v0, i0, a0, p0
         for t in range(steps):
             x_t = x[:, t]
             r = rules.carried_reset(v, threshold, c.comparator) if c.carried else None
             if r is not None and c.pre:
                 v = rules.apply_carried_reset_pre(v, r, c.reset, threshold, c.v_reset)
+            rec = prev * w_rec if c.recur else None
             if c.synapse:
                 i = alpha * i + x_t
+                if rec is not None:
+                    i = i + rec
                 h = rules.charge(v, i, leak, c.charge, c.v_reset)
             else:
                 h = rules.charge(v, x_t, leak, c.charge, c.v_reset)
+                if rec is not None:
+                    h = h + rec
             if r is not None and not c.pre:
                 h = rules.apply_carried_reset_post(h, r, c.reset, threshold, c.v_reset)
-            d = h - threshold
+            th = threshold + kappa * a if c.adapt else threshold
+            d = h - th
             s = spikes[:, t]  # written in place: H(d) of the reference, without a cast copy
             s.copy_(d >= 0 if c.comparator == ">=" else d > 0)
-            v = rules.apply_reset(h, s, r, c.reset, c.timing, threshold, c.v_reset,
-                                  c.detach_reset)
+            v = rules.apply_reset(h, s, r, c.reset, c.timing, th, c.v_reset, c.detach_reset)
+            if c.adapt:
+                a = rho * a + s
+            if c.recur:
+                prev = s
             if hs is not None:
                 hs[:, t] = h
             if trace is not None and trace is not hs:
@@ -151,79 +176,120 @@ class FusedLIF(torch.autograd.Function):
         outs: list[Tensor] = [spikes, v.clone() if v is v0 else v]
         if c.synapse:
             outs.append(i if i is not i0 else i.clone())
+        if c.adapt:
+            outs.append(a if a is not a0 else a.clone())
+        if c.recur:
+            outs.append(prev.clone())  # a view of spikes (or p0): an output of its own
         if trace is not None:
             outs.append(trace)
         ctx.c = c
         if grad:
-            keep_x = (c.synapse and needs[6]) or (
-                needs[4] and c.charge in ("tau_input", "rate_input"))
-            ctx.save_for_backward(hs, v0, i0, leak, threshold, alpha, x if keep_x else None)
+            keep_x = (c.synapse and needs[8]) or (
+                needs[6] and c.charge in ("tau_input", "rate_input"))
+            ctx.save_for_backward(hs, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho,
+                                  w_rec, x if keep_x else None)
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         c: FusedConfig = ctx.c
-        hs, v0, i0, leak, thr, alpha, x = ctx.saved_tensors
+        hs, v0, i0, a0, p0, leak, thr, alpha, kappa, rho, w_rec, x = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        need_leak, need_thr, need_alpha = needs[4], needs[5], c.synapse and needs[6]
-        g_spk = grads[0]
-        g_v = grads[1]
-        pos = 2
-        g_i_next: Tensor | None = None
-        if c.synapse:
-            g_i_next = grads[2]
-            pos = 3
-        g_tr = grads[pos] if c.record_v else None
+        need_leak, need_thr = needs[6], needs[7]
+        need_alpha = c.synapse and needs[8]
+        need_kappa, need_rho = c.adapt and needs[9], c.adapt and needs[10]
+        need_w = c.recur and needs[11]
+        grads_it = iter(grads)
+        g_spk, g_v = next(grads_it), next(grads_it)
+        g_i_next = next(grads_it) if c.synapse else None
+        g_a = next(grads_it) if c.adapt else None
+        g_p = next(grads_it) if c.recur else None
+        g_tr = next(grads_it) if c.record_v else None
         steps = hs.shape[1]
         vr = c.v_reset
         surrogate = c.surrogate
+        # gradient w.r.t. the threshold actually compared (θ + κ·a with adaptation) needed
+        need_the = need_thr or c.adapt
 
-        # Carried resets r_t (detached): s_{t-1} for delayed timings, a scan for compensated.
+        # Forward scan (detached) of what backward needs per step: the carried reset r_t
+        # (s_{t-1} for delayed timings without adaptation, else H(v_{t-1} - θ)), and with
+        # adaptation or recurrence the compared threshold, the adaptation before the step and
+        # the spike.
         rs: list[Tensor | None] = [None] * steps
-        if c.carried:
-            r = rules.carried_reset(v0, thr, c.comparator)
+        ths: list[Tensor] = [thr] * steps
+        a_prev: list[Tensor | None] = [None] * steps
+        ss: list[Tensor | None] = [None] * steps
+        if c.carried or c.adapt or c.recur:
+            r = rules.carried_reset(v0, thr, c.comparator) if c.carried else None
+            a = a0
             for t in range(steps):
-                rs[t] = r
+                rs[t], a_prev[t] = r, a
                 h = hs[:, t]
-                s = _spike(h - thr, c.comparator)
-                v = rules.apply_reset(h, s, r, c.reset, c.timing, thr, vr, c.detach_reset)
-                r = s if c.delayed else rules.carried_reset(v, thr, c.comparator)
+                th = thr + kappa * a if c.adapt else thr
+                ths[t] = th
+                s = _spike(h - th, c.comparator)
+                ss[t] = s
+                if c.carried:
+                    if c.delayed and not c.adapt:
+                        r = s
+                    else:
+                        v = rules.apply_reset(h, s, r, c.reset, c.timing, th, vr,
+                                              c.detach_reset)
+                        r = rules.carried_reset(v, thr, c.comparator)
+                if c.adapt:
+                    a = rho * a + s
         # Synaptic currents i_t (only for learnable α or an *_input charge with learnable leak).
         drives: list[Tensor | None] = [None] * steps
         i_prev: list[Tensor | None] = [None] * steps
         if x is not None:
-            i = i0
+            i, prev = i0, p0
             for t in range(steps):
                 i_prev[t] = i
-                i = alpha * i + x[:, t] if c.synapse else x[:, t]
+                if c.synapse:
+                    i = alpha * i + x[:, t]
+                    if c.recur:
+                        i = i + prev * w_rec
+                else:
+                    i = x[:, t]
                 drives[t] = i
+                prev = ss[t]
 
         g_x = torch.empty_like(hs) if needs[1] else None
         g_leak = torch.zeros_like(leak) if need_leak else None
         g_thr = torch.zeros_like(thr) if need_thr else None
         g_alpha = torch.zeros_like(alpha) if need_alpha else None
+        g_kappa = torch.zeros_like(kappa) if need_kappa else None
+        g_rho = torch.zeros_like(rho) if need_rho else None
+        g_w = torch.zeros_like(w_rec) if need_w else None
         for t in range(steps - 1, -1, -1):
             h = hs[:, t]
-            d = h - thr
+            th = ths[t]
+            d = h - th
             r = rs[t]
             # the spike is needed by every same-step reset rule but subtract-without-θ-grad
-            need_s = not c.delayed and (c.reset == "zero" or need_thr)
-            s: Tensor = _spike(d, c.comparator) if need_s else None  # type: ignore[assignment]
+            need_s = not c.delayed and (c.reset == "zero" or need_the)
+            s: Tensor = (ss[t] if ss[t] is not None else _spike(d, c.comparator)
+                         ) if need_s else None  # type: ignore[assignment]
             g_vp = g_v
             if g_tr is not None:
                 g_vp = g_tr[:, t] if g_vp is None else g_vp + g_tr[:, t]
             g_s = None if g_spk is None else g_spk[:, t]
-            # same-step reset v' = reset(h, s): its gradient w.r.t. h, s and θ
+            if g_a is not None:  # a_t = ρ·a_{t-1} + s_t
+                g_s = g_a if g_s is None else g_s + g_a
+            if g_p is not None:  # s_t is the next step's recurrent input (or the final p_T)
+                g_s = g_p if g_s is None else g_s + g_p
+            # same-step reset v' = reset(h, s): its gradient w.r.t. h, s and the threshold
             g_h_reset: Tensor | None = g_vp
-            thr_terms: list[Tensor] = []
+            the_terms: list[Tensor] = []  # w.r.t. the compared threshold th
+            thr_terms: list[Tensor] = []  # w.r.t. θ itself (the carried resets)
             if g_vp is not None and not c.delayed:
                 comp = c.timing in ("compensated", "compensated_pre")
                 if c.reset == "subtract":
                     if not c.detach_reset:
-                        ds = (-g_vp) * thr
+                        ds = (-g_vp) * th
                         g_s = ds if g_s is None else g_s + ds
-                    if need_thr:
-                        thr_terms.append((-g_vp) * (s - r if comp else s))
+                    if need_the:
+                        the_terms.append((-g_vp) * (s - r if comp else s))
                 elif comp:  # zero, compensated: v' = h - (s - r)·(h - vr)
                     g_h_reset = g_vp + (-(g_vp * (s - r)))
                     if not c.detach_reset:
@@ -235,8 +301,8 @@ class FusedLIF(torch.autograd.Function):
                         ds = g_vp * vr + (-(g_vp * h))
                         g_s = ds if g_s is None else g_s + ds
             sg = surrogate.backward(d, g_s) if g_s is not None else None
-            if need_thr and sg is not None:
-                thr_terms.append(-sg)
+            if need_the and sg is not None:
+                the_terms.append(-sg)
             if g_h_reset is None:
                 g_h = sg if sg is not None else torch.zeros_like(h)
             else:
@@ -248,6 +314,7 @@ class FusedLIF(torch.autograd.Function):
                         thr_terms.append((-g_h) * r)
                 else:
                     g_h = g_h + (-(g_h * r))
+            g_rec = g_h  # h = charge(v, x) + rec without a synapse
             # charge
             v1 = None
             if need_leak:
@@ -255,8 +322,9 @@ class FusedLIF(torch.autograd.Function):
                     v_prev = v0
                 else:
                     hp = hs[:, t - 1]
-                    v_prev = rules.apply_reset(hp, _spike(hp - thr, c.comparator), rs[t - 1],
-                                               c.reset, c.timing, thr, vr, c.detach_reset)
+                    sp = ss[t - 1] if ss[t - 1] is not None else _spike(hp - thr, c.comparator)
+                    v_prev = rules.apply_reset(hp, sp, rs[t - 1], c.reset, c.timing,
+                                               ths[t - 1], vr, c.detach_reset)
                 v1 = v_prev
                 if r is not None and c.pre:
                     v1 = rules.apply_carried_reset_pre(v_prev, r, c.reset, thr, vr)
@@ -269,8 +337,14 @@ class FusedLIF(torch.autograd.Function):
                     g_alpha = g_alpha + _reduce(g_cur * i_prev[t], alpha)
                 g_i_next = g_cur * alpha
                 g_drive = g_cur
+                g_rec = g_cur  # i = α·i + x + rec
             if g_x is not None:
                 g_x[:, t] = g_drive
+            if c.recur:  # rec = p_{t-1}·w
+                p_before = p0 if t == 0 else ss[t - 1]
+                if need_w:
+                    g_w = g_w + _reduce(g_rec * p_before, w_rec)
+                g_p = g_rec * w_rec
             # carried reset before the charge: v1 = v - r·θ  |  (1 - r)·v (+ r·vr)
             if r is not None and c.pre:
                 if c.reset == "subtract":
@@ -278,15 +352,38 @@ class FusedLIF(torch.autograd.Function):
                         thr_terms.append((-g_v1) * r)
                 else:
                     g_v1 = g_v1 * (1 - r)
+            if c.adapt:  # th = θ + κ·a_{t-1};  a_t = ρ·a_{t-1} + s_t
+                g_th = None
+                for term in the_terms:
+                    g_th = term if g_th is None else g_th + term
+                a_before = a_prev[t]
+                g_a_next = None if g_a is None else g_a * rho
+                if need_rho and g_a is not None:
+                    g_rho = g_rho + _reduce(g_a * a_before, rho)
+                if g_th is not None:
+                    if need_thr:
+                        thr_terms.append(g_th)
+                    if need_kappa:
+                        g_kappa = g_kappa + _reduce(g_th * a_before, kappa)
+                    g_k = g_th * kappa
+                    g_a_next = g_k if g_a_next is None else g_a_next + g_k
+                g_a = g_a_next
+            else:
+                thr_terms = the_terms + thr_terms
             for term in thr_terms:  # reduced one by one, in autograd's (reverse) order
                 g_thr = g_thr + _reduce(term, thr)
             g_v = g_v1
         g_v0 = g_v if needs[2] else None
         g_i0 = g_i_next if (c.synapse and needs[3]) else None
-        return None, g_x, g_v0, g_i0, g_leak, g_thr, g_alpha
+        g_a0 = g_a if (c.adapt and needs[4]) else None
+        g_p0 = g_p if (c.recur and needs[5]) else None
+        return (None, g_x, g_v0, g_i0, g_a0, g_p0, g_leak, g_thr, g_alpha, g_kappa, g_rho,
+                g_w)
 
 
 def run_fused(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
-              threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...]:
+              threshold: Tensor, alpha: Tensor | None, *, a0: Tensor | None = None,
+              p0: Tensor | None = None, kappa: Tensor | None = None, rho: Tensor | None = None,
+              w_rec: Tensor | None = None) -> tuple[Tensor, ...]:
     """Apply :class:`FusedLIF` (see there for inputs and outputs)."""
-    return FusedLIF.apply(c, x, v0, i0, leak, threshold, alpha)
+    return FusedLIF.apply(c, x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w_rec)

@@ -155,7 +155,7 @@ enum Surr : int64_t {
 
 struct Cfg {
   int64_t charge, reset, timing, surr;
-  bool ge, syn, detach;
+  bool ge, syn, detach, adapt, recur;  // adapt: θ + κ·a, a' = ρ·a + s; recur: + w ⊙ s_{t-1}
   double vr, sp;
   bool carried() const { return timing != IMMEDIATE && reset != NONE; }
   bool pre() const { return timing == DELAYED_PRE || timing == COMPENSATED_PRE; }
@@ -164,8 +164,9 @@ struct Cfg {
 };
 
 Cfg parse(c10::IntArrayRef cfg, double vr, double sp) {
-  TORCH_CHECK(cfg.size() == 7, "brain_ai lif: cfg must have 7 entries");
-  return Cfg{cfg[0], cfg[1], cfg[2], cfg[6], cfg[3] != 0, cfg[4] != 0, cfg[5] != 0, vr, sp};
+  TORCH_CHECK(cfg.size() == 9, "brain_ai lif: cfg must have 9 entries");
+  return Cfg{cfg[0],      cfg[1],      cfg[2],      cfg[6], cfg[3] != 0, cfg[4] != 0,
+             cfg[5] != 0, cfg[7] != 0, cfg[8] != 0, vr,     sp};
 }
 
 template <typename T>
@@ -305,18 +306,28 @@ struct FwdArgs {
   int64_t T_, N;
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
   int64_t xsb, xst;       // strides of x over batch and time (a window of a longer sequence)
+  // adaptation (a0, κ, ρ -> a_T) and one-to-one recurrence (p0, w -> p_T), when configured
+  const T *a0 = nullptr, *p0 = nullptr, *kp = nullptr, *rh = nullptr, *w = nullptr;
+  T *aT = nullptr, *pT = nullptr;
+  int64_t krs = 0, rrs = 0, wrs = 0;
 };
 
 template <typename T>
 void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
-  T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK];
+  T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK], ad[BLK], pr[BLK], rec[BLK], the[BLK];
   const int64_t base = b * a.N + n0;
   const T* lk = a.leak + b * a.lrs + n0;
   const T* th = a.th + b * a.trs + n0;
   const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
+  const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
+  const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
+  const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
+  const T* thf = c.adapt ? the : th;  // the threshold compared: θ + κ·a with adaptation
   const T vr = T(c.vr);
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   if (c.syn) for (int64_t k = 0; k < len; ++k) cur[k] = a.i0[base + k];
+  if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = a.a0[base + k];
+  if (c.recur) for (int64_t k = 0; k < len; ++k) pr[k] = a.p0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
     const T* xt = a.x + b * a.xsb + t * a.xst + n0;
@@ -326,8 +337,10 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       if (c.pre()) pre_reset(c, r, th, v, len);
     }
     const T* dr = xt;
+    if (c.recur) for (int64_t k = 0; k < len; ++k) rec[k] = pr[k] * w[k];
     if (c.syn) {
       for (int64_t k = 0; k < len; ++k) cur[k] = al[k] * cur[k] + xt[k];
+      if (c.recur) for (int64_t k = 0; k < len; ++k) cur[k] = cur[k] + rec[k];
       dr = cur;
     }
     switch (c.charge) {
@@ -347,6 +360,7 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) h[k] = v[k] + (dr[k] - (v[k] - vr)) * lk[k];
         break;
     }
+    if (c.recur && !c.syn) for (int64_t k = 0; k < len; ++k) h[k] = h[k] + rec[k];
     if (c.carried() && !c.pre()) {
       if (c.reset == SUBTRACT) {
         for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * th[k];
@@ -356,9 +370,12 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * (h[k] - vr);
       }
     }
-    for (int64_t k = 0; k < len; ++k) d[k] = h[k] - th[k];
+    if (c.adapt) for (int64_t k = 0; k < len; ++k) the[k] = th[k] + kp[k] * ad[k];
+    for (int64_t k = 0; k < len; ++k) d[k] = h[k] - thf[k];
     spikes_of(d, s, len, c.ge);
-    reset_of(c, h, s, r, th, v, len);
+    reset_of(c, h, s, r, thf, v, len);
+    if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = rh[k] * ad[k] + s[k];
+    if (c.recur) for (int64_t k = 0; k < len; ++k) pr[k] = s[k];
     T* so = a.spk + off;
     for (int64_t k = 0; k < len; ++k) so[k] = s[k];
     if (a.h) {
@@ -372,6 +389,8 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   }
   for (int64_t k = 0; k < len; ++k) a.vT[base + k] = v[k];
   if (c.syn) for (int64_t k = 0; k < len; ++k) a.iT[base + k] = cur[k];
+  if (c.adapt) for (int64_t k = 0; k < len; ++k) a.aT[base + k] = ad[k];
+  if (c.recur) for (int64_t k = 0; k < len; ++k) a.pT[base + k] = pr[k];
 }
 
 template <typename T>
@@ -383,56 +402,100 @@ struct BwdArgs {
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
   int64_t xsb, xst;       // strides of x over batch and time
   bool gspk_scalar, gtr_scalar, gv_scalar;  // broadcast from one value (e.g. of a .sum())
+  // adaptation and one-to-one recurrence (see FwdArgs): inputs, output gradients, gradients
+  const T *gaT = nullptr, *gpT = nullptr, *a0 = nullptr, *p0 = nullptr, *kp = nullptr,
+          *rh = nullptr, *w = nullptr;
+  T *ga0 = nullptr, *gp0 = nullptr;
+  double *gk = nullptr, *gr = nullptr, *gw = nullptr;
+  int64_t krs = 0, rrs = 0, wrs = 0;
+};
+
+// Scratch rows of one backward work item, kept per thread across calls.
+template <typename T>
+struct BwdScratch {
+  std::vector<uint8_t> rbuf;  // carried resets r_t of the compensated timings
+  std::vector<uint8_t> sbuf;  // spikes s_t (adaptation / recurrence)
+  std::vector<T> ibuf;        // drives i_t (and i0)
+  std::vector<T> abuf;        // adaptation a_{t-1} before each step
 };
 
 template <typename T>
 void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len,
-               std::vector<uint8_t>& rbuf, std::vector<T>& ibuf) {
+               BwdScratch<T>& sc) {
   T gv[BLK], gi[BLK], r[BLK], d[BLK], s[BLK], gs[BLK], ghr[BLK], sg[BLK], gh[BLK], gv1[BLK],
-      gd[BLK], vp[BLK], v1[BLK], hp[BLK], sp[BLK], rp[BLK];
-  double accl[BLK], acct[BLK], acca[BLK];
+      gd[BLK], vp[BLK], v1[BLK], hp[BLK], sp[BLK], rp[BLK], ga[BLK], gp[BLK], the[BLK],
+      thq[BLK], gte[BLK], ad[BLK], grc[BLK];
+  double accl[BLK], acct[BLK], acca[BLK], acck[BLK], accr[BLK], accw[BLK];
   const int64_t Tn = a.T_, N = a.N;
   const int64_t base = b * N + n0;
   const T* lk = a.leak + b * a.lrs + n0;
   const T* th = a.th + b * a.trs + n0;
   const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
+  const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
+  const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
+  const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
   const T vr = T(c.vr);
   const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
   const bool need_al = a.gal != nullptr;
+  // the gradient w.r.t. the threshold compared (θ + κ·a) feeds a's recursion too
+  const bool need_te = need_th || c.adapt;
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   const bool need_i = need_drive || need_al;
+  const bool scan_s = c.adapt || c.recur;
   for (int64_t k = 0; k < len; ++k) {
     gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
     gi[k] = (c.syn && a.giT) ? a.giT[base + k] : T(0);
-    accl[k] = 0.0;
-    acct[k] = 0.0;
-    acca[k] = 0.0;
+    ga[k] = (c.adapt && a.gaT) ? a.gaT[base + k] : T(0);
+    gp[k] = (c.recur && a.gpT) ? a.gpT[base + k] : T(0);
+    accl[k] = acct[k] = acca[k] = acck[k] = accr[k] = accw[k] = 0.0;
   }
-  // Forward scans: the carried resets of the compensated timings, the synaptic currents.
-  if (c.carried() && c.comp()) {
-    rbuf.resize(static_cast<size_t>(Tn * len));
-    for (int64_t k = 0; k < len; ++k) d[k] = a.v0[base + k] - th[k];
-    spikes_of(d, r, len, c.ge);
+  // Forward scan: the carried resets of the compensated timings; with adaptation or
+  // recurrence also a_{t-1} and the spikes (s_t = H(h_t - θ - κ·a_{t-1}) needs a_{t-1}).
+  const bool scan_r = c.carried() && c.comp();
+  if (scan_r || scan_s) {
+    if (scan_r) sc.rbuf.resize(static_cast<size_t>(Tn * len));
+    if (scan_s) sc.sbuf.resize(static_cast<size_t>(Tn * len));
+    if (c.adapt) sc.abuf.resize(static_cast<size_t>(Tn * len));
+    if (scan_r) {
+      for (int64_t k = 0; k < len; ++k) d[k] = a.v0[base + k] - th[k];
+      spikes_of(d, r, len, c.ge);
+    }
+    if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = a.a0[base + k];
+    const T* thf = c.adapt ? the : th;
     for (int64_t t = 0; t < Tn; ++t) {
       const T* ht = a.h + (b * Tn + t) * N + n0;
-      for (int64_t k = 0; k < len; ++k) rbuf[t * len + k] = r[k] != T(0);
-      for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - th[k];
+      if (scan_r) for (int64_t k = 0; k < len; ++k) sc.rbuf[t * len + k] = r[k] != T(0);
+      if (c.adapt) {
+        for (int64_t k = 0; k < len; ++k) sc.abuf[t * len + k] = ad[k];
+        for (int64_t k = 0; k < len; ++k) the[k] = th[k] + kp[k] * ad[k];
+      }
+      for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - thf[k];
       spikes_of(d, s, len, c.ge);
-      reset_of(c, ht, s, r, th, vp, len);
-      for (int64_t k = 0; k < len; ++k) d[k] = vp[k] - th[k];
-      spikes_of(d, r, len, c.ge);
+      if (scan_s) for (int64_t k = 0; k < len; ++k) sc.sbuf[t * len + k] = s[k] != T(0);
+      if (scan_r) {
+        reset_of(c, ht, s, r, thf, vp, len);
+        for (int64_t k = 0; k < len; ++k) d[k] = vp[k] - th[k];
+        spikes_of(d, r, len, c.ge);
+      }
+      if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = rh[k] * ad[k] + s[k];
     }
   }
   if (need_i) {  // ibuf[t] = drive of step t (i_t, or x_t without a synapse); ibuf[-1] = i0
-    ibuf.resize(static_cast<size_t>((Tn + 1) * len));
-    T* ib = ibuf.data() + len;
-    for (int64_t k = 0; k < len; ++k) ibuf[k] = c.syn ? a.i0[base + k] : T(0);
+    sc.ibuf.resize(static_cast<size_t>((Tn + 1) * len));
+    T* ib = sc.ibuf.data() + len;
+    for (int64_t k = 0; k < len; ++k) sc.ibuf[k] = c.syn ? a.i0[base + k] : T(0);
     for (int64_t t = 0; t < Tn; ++t) {
       const T* xt = a.x + b * a.xsb + t * a.xst + n0;
       const T* prev = ib + (t - 1) * len;
       T* cur = ib + t * len;
       if (c.syn) {
         for (int64_t k = 0; k < len; ++k) cur[k] = al[k] * prev[k] + xt[k];
+        if (c.recur) {
+          for (int64_t k = 0; k < len; ++k) {
+            const T pk = t > 0 ? T(sc.sbuf[(t - 1) * len + k]) : a.p0[base + k];
+            cur[k] = cur[k] + pk * w[k];
+          }
+        }
       } else {
         for (int64_t k = 0; k < len; ++k) cur[k] = xt[k];
       }
@@ -441,31 +504,44 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const int64_t off = (b * Tn + t) * N + n0;
     const T* ht = a.h + off;
+    // the thresholds compared at t and t-1 (θ + κ·a_{t-1}, θ + κ·a_{t-2} with adaptation)
+    const T* tht = th;
+    const T* thp = th;
+    if (c.adapt) {
+      const T* at = sc.abuf.data() + t * len;
+      for (int64_t k = 0; k < len; ++k) the[k] = th[k] + kp[k] * at[k];
+      tht = the;
+      if (t > 0) {
+        const T* aq = at - len;
+        for (int64_t k = 0; k < len; ++k) thq[k] = th[k] + kp[k] * aq[k];
+        thp = thq;
+      }
+    }
     // carried reset r_t and the previous step's h, s, r (for the previous stored membrane)
     const bool need_prev = need_leak || (c.carried() && !c.comp());
     if (need_prev) {
       if (t > 0) {
         const T* hq = a.h + off - N;
         for (int64_t k = 0; k < len; ++k) hp[k] = hq[k];
-        for (int64_t k = 0; k < len; ++k) d[k] = hp[k] - th[k];
+        for (int64_t k = 0; k < len; ++k) d[k] = hp[k] - thp[k];
         spikes_of(d, sp, len, c.ge);
         if (c.carried() && c.comp()) {  // the delayed timings store h itself: rp unused
-          for (int64_t k = 0; k < len; ++k) rp[k] = T(rbuf[(t - 1) * len + k]);
+          for (int64_t k = 0; k < len; ++k) rp[k] = T(sc.rbuf[(t - 1) * len + k]);
         }
-        reset_of(c, hp, sp, rp, th, vp, len);
+        reset_of(c, hp, sp, rp, thp, vp, len);
       } else {
         for (int64_t k = 0; k < len; ++k) vp[k] = a.v0[base + k];
       }
     }
     if (c.carried()) {
       if (c.comp()) {
-        for (int64_t k = 0; k < len; ++k) r[k] = T(rbuf[t * len + k]);
+        for (int64_t k = 0; k < len; ++k) r[k] = T(sc.rbuf[t * len + k]);
       } else {  // delayed: r_t = H(v_{t-1} - θ), v_{t-1} = h_{t-1} (or v0)
         for (int64_t k = 0; k < len; ++k) d[k] = vp[k] - th[k];
         spikes_of(d, r, len, c.ge);
       }
     }
-    for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - th[k];
+    for (int64_t k = 0; k < len; ++k) d[k] = ht[k] - tht[k];
     spikes_of(d, s, len, c.ge);
     if (a.gtr && a.gtr_scalar) {
       const T g0 = a.gtr[0];
@@ -482,17 +558,20 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     } else {
       for (int64_t k = 0; k < len; ++k) gs[k] = T(0);
     }
+    if (c.adapt) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + ga[k];  // a_t = ρ·a + s_t
+    if (c.recur) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + gp[k];  // s_t feeds t+1
+    for (int64_t k = 0; k < len; ++k) gte[k] = T(0);
     // same-step reset
     if (c.delayed()) {
       for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k];
     } else if (c.reset == SUBTRACT) {
       for (int64_t k = 0; k < len; ++k) ghr[k] = gv[k];
-      if (!c.detach) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (-gv[k]) * th[k];
-      if (need_th) {
+      if (!c.detach) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (-gv[k]) * tht[k];
+      if (need_te) {
         if (c.comp()) {
-          for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv[k]) * (s[k] - r[k]));
+          for (int64_t k = 0; k < len; ++k) gte[k] = (-gv[k]) * (s[k] - r[k]);
         } else {
-          for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv[k]) * s[k]);
+          for (int64_t k = 0; k < len; ++k) gte[k] = (-gv[k]) * s[k];
         }
       }
     } else if (c.comp()) {  // zero, compensated
@@ -512,7 +591,14 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     }
     surrogate(c, d, gs, sg, len);
     for (int64_t k = 0; k < len; ++k) gh[k] = ghr[k] + sg[k];
-    if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] -= double(sg[k]);
+    if (need_te) {
+      if (c.adapt) {
+        for (int64_t k = 0; k < len; ++k) gte[k] = gte[k] + (-sg[k]);
+      } else {  // the threshold terms reduced one by one, in autograd's (reverse) order
+        for (int64_t k = 0; k < len; ++k) acct[k] += double(gte[k]);
+        for (int64_t k = 0; k < len; ++k) acct[k] -= double(sg[k]);
+      }
+    }
     // carried reset after the charge
     if (c.carried() && !c.pre()) {
       if (c.reset == SUBTRACT) {
@@ -521,12 +607,13 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) gh[k] = gh[k] + (-(gh[k] * r[k]));
       }
     }
+    if (c.recur && !c.syn) for (int64_t k = 0; k < len; ++k) grc[k] = gh[k];  // h = ... + rec
     // the membrane before the charge (learnable leak only)
     if (need_leak) {
       for (int64_t k = 0; k < len; ++k) v1[k] = vp[k];
       if (c.carried() && c.pre()) pre_reset(c, r, th, v1, len);
     }
-    const T* drv = need_drive ? ibuf.data() + (t + 1) * len : nullptr;
+    const T* drv = need_drive ? sc.ibuf.data() + (t + 1) * len : nullptr;
     // charge
     switch (c.charge) {
       case BETA:
@@ -580,14 +667,24 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     if (c.syn) {
       for (int64_t k = 0; k < len; ++k) gd[k] = gd[k] + gi[k];
       if (need_al) {
-        const T* ip = ibuf.data() + t * len;  // i_{t-1}
+        const T* ip = sc.ibuf.data() + t * len;  // i_{t-1}
         for (int64_t k = 0; k < len; ++k) acca[k] += double(gd[k] * ip[k]);
       }
       for (int64_t k = 0; k < len; ++k) gi[k] = gd[k] * al[k];
+      if (c.recur) for (int64_t k = 0; k < len; ++k) grc[k] = gd[k];  // i = α·i + x + rec
     }
     if (a.gx) {
       T* g = a.gx + off;
       for (int64_t k = 0; k < len; ++k) g[k] = gd[k];
+    }
+    if (c.recur) {  // rec = p_{t-1}·w
+      if (a.gw) {
+        for (int64_t k = 0; k < len; ++k) {
+          const T pk = t > 0 ? T(sc.sbuf[(t - 1) * len + k]) : a.p0[base + k];
+          accw[k] += double(grc[k] * pk);
+        }
+      }
+      for (int64_t k = 0; k < len; ++k) gp[k] = grc[k] * w[k];
     }
     // carried reset before the charge
     if (c.carried() && c.pre()) {
@@ -597,13 +694,25 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) gv1[k] = gv1[k] * (T(1) - r[k]);
       }
     }
+    if (c.adapt) {  // θ_t = θ + κ·a_{t-1};  a_t = ρ·a_{t-1} + s_t
+      const T* at = sc.abuf.data() + t * len;
+      if (a.gr) for (int64_t k = 0; k < len; ++k) accr[k] += double(ga[k] * at[k]);
+      if (a.gk) for (int64_t k = 0; k < len; ++k) acck[k] += double(gte[k] * at[k]);
+      if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double(gte[k]);
+      for (int64_t k = 0; k < len; ++k) ga[k] = ga[k] * rh[k] + gte[k] * kp[k];
+    }
     for (int64_t k = 0; k < len; ++k) gv[k] = gv1[k];
   }
   if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
   if (a.gi0) for (int64_t k = 0; k < len; ++k) a.gi0[base + k] = gi[k];
+  if (a.ga0) for (int64_t k = 0; k < len; ++k) a.ga0[base + k] = ga[k];
+  if (a.gp0) for (int64_t k = 0; k < len; ++k) a.gp0[base + k] = gp[k];
   if (need_leak) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
   if (need_th) for (int64_t k = 0; k < len; ++k) a.gth[base + k] = acct[k];
   if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
+  if (a.gk) for (int64_t k = 0; k < len; ++k) a.gk[base + k] = acck[k];
+  if (a.gr) for (int64_t k = 0; k < len; ++k) a.gr[base + k] = accr[k];
+  if (a.gw) for (int64_t k = 0; k < len; ++k) a.gw[base + k] = accw[k];
 }
 
 // Threads and stragglers. Items (batch row x neuron block) are claimed one chunk at a time
@@ -691,7 +800,9 @@ void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
 constexpr int64_t FAST_BLK = 2048;
 constexpr int64_t PREFETCH = 4;  // steps ahead
 
-bool fast_fwd_ok(const Cfg& c) { return c.charge == BETA && !c.carried() && !c.syn; }
+bool fast_fwd_ok(const Cfg& c) {
+  return c.charge == BETA && !c.carried() && !c.syn && !c.adapt && !c.recur;
+}
 
 template <typename T, int64_t RS>
 void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
@@ -952,11 +1063,16 @@ const T* param_rows(const at::Tensor& t, int64_t N, std::vector<T>& row) {
   return row.data();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forward(
-    const at::Tensor& x, const at::Tensor& v0, const std::optional<at::Tensor>& i0,
-    const at::Tensor& leak, const at::Tensor& th, const std::optional<at::Tensor>& alpha,
-    c10::IntArrayRef cfg_list, double v_reset, double surrogate_param, bool save_h,
-    bool record_v) {
+using Opt = std::optional<at::Tensor>;
+
+bool given(const Opt& t) { return t.has_value() && t->defined(); }
+
+std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, const Opt& i0,
+                                    const Opt& a0, const Opt& p0, const at::Tensor& leak,
+                                    const at::Tensor& th, const Opt& alpha, const Opt& kappa,
+                                    const Opt& rho, const Opt& w, c10::IntArrayRef cfg_list,
+                                    double v_reset, double surrogate_param, bool save_h,
+                                    bool record_v) {
   const Cfg c = parse(cfg_list, v_reset, surrogate_param);
   TORCH_CHECK(x.dim() == 3, "brain_ai lif: x must be (B, T, N)");
   const int64_t B = x.size(0), T_ = x.size(1), N = x.size(2);
@@ -971,6 +1087,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
     check(*i0, "i0", dt, B * N);
     ars = check_param(*alpha, "alpha", dt, B, N);
   }
+  int64_t krs = 0, rrs = 0, wrs = 0;
+  if (c.adapt) {
+    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
+                "kappa, rho");
+    check(*a0, "a0", dt, B * N);
+    krs = check_param(*kappa, "kappa", dt, B, N);
+    rrs = check_param(*rho, "rho", dt, B, N);
+  }
+  if (c.recur) {
+    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
+    check(*p0, "p0", dt, B * N);
+    wrs = check_param(*w, "w", dt, B, N);
+  }
   auto opts = x.options();
   at::Tensor spk = pooled_empty({B, T_, N}, dt);
   at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
@@ -978,8 +1107,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
                                                 : at::empty({0}, opts);
   at::Tensor vT = pooled_empty({B, N}, dt);
   at::Tensor iT = c.syn ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
+  at::Tensor aT = c.adapt ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
+  at::Tensor pT = c.recur ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
-    std::vector<scalar_t> lrow, trow, arow;
+    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow;
     FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr,
                         param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
@@ -988,6 +1119,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
                         trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
                         vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
                         T_, N, lrs, trs, ars, x.stride(0), x.stride(1)};
+    if (c.adapt) {
+      a.a0 = a0->data_ptr<scalar_t>();
+      a.kp = param_rows<scalar_t>(*kappa, N, krow);
+      a.rh = param_rows<scalar_t>(*rho, N, rrow);
+      a.aT = aT.data_ptr<scalar_t>();
+      a.krs = krs;
+      a.rrs = rrs;
+    }
+    if (c.recur) {
+      a.p0 = p0->data_ptr<scalar_t>();
+      a.w = param_rows<scalar_t>(*w, N, wrow);
+      a.pT = pT.data_ptr<scalar_t>();
+      a.wrs = wrs;
+    }
     if (fast_fwd_ok(c)) {
       auto go = [&](auto fn) {
         for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
@@ -1003,18 +1148,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_forwa
       });
     }
   });
-  return {spk, h, vT, iT, trace};
+  return {spk, h, vT, iT, aT, pT, trace};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_backward(
-    const at::Tensor& h, const std::optional<at::Tensor>& gspk,
-    const std::optional<at::Tensor>& gvT, const std::optional<at::Tensor>& giT,
-    const std::optional<at::Tensor>& gtr, const at::Tensor& v0,
-    const std::optional<at::Tensor>& i0, const std::optional<at::Tensor>& x,
-    const at::Tensor& leak, const at::Tensor& th, const std::optional<at::Tensor>& alpha,
-    c10::IntArrayRef cfg_list, double v_reset, double surr_param, bool need_x, bool need_v0,
-    bool need_i0, bool need_leak, bool need_th, bool need_alpha) {
+std::vector<at::Tensor> lif_backward(
+    const at::Tensor& h, const Opt& gspk, const Opt& gvT, const Opt& giT, const Opt& gaT,
+    const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0, const Opt& a0,
+    const Opt& p0, const Opt& x, const at::Tensor& leak, const at::Tensor& th, const Opt& alpha,
+    const Opt& kappa, const Opt& rho, const Opt& w, c10::IntArrayRef cfg_list, double v_reset,
+    double surr_param, c10::IntArrayRef needs) {
+  // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w
+  TORCH_CHECK(needs.size() == 11, "brain_ai lif: needs must have 11 entries");
+  const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0, need_leak = needs[5] != 0,
+             need_th = needs[6] != 0;
   const Cfg c = parse(cfg_list, v_reset, surr_param);
+  const bool need_i0 = c.syn && needs[2] != 0, need_alpha = c.syn && needs[7] != 0;
+  const bool need_a0 = c.adapt && needs[3] != 0, need_kappa = c.adapt && needs[8] != 0,
+             need_rho = c.adapt && needs[9] != 0;
+  const bool need_p0 = c.recur && needs[4] != 0, need_w = c.recur && needs[10] != 0;
   const int64_t B = h.size(0), T_ = h.size(1), N = h.size(2);
   const auto dt = h.scalar_type();
   check(h, "h", dt, B * T_ * N);
@@ -1035,6 +1186,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     check(*i0, "i0", dt, B * N);
     if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
   }
+  int64_t krs = 0, rrs = 0, wrs = 0;
+  if (c.adapt) {
+    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
+                "kappa, rho");
+    check(*a0, "a0", dt, B * N);
+    krs = check_param(*kappa, "kappa", dt, B, N);
+    rrs = check_param(*rho, "rho", dt, B, N);
+    if (gaT && gaT->numel()) check(*gaT, "grad a", dt, B * N);
+  }
+  if (c.recur) {
+    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
+    check(*p0, "p0", dt, B * N);
+    wrs = check_param(*w, "w", dt, B, N);
+    if (gpT && gpT->numel()) check(*gpT, "grad prev_spk", dt, B * N);
+  }
   if (need_drive || (c.syn && need_alpha)) {
     TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
     check_x(*x, dt, B, T_, N);
@@ -1050,8 +1216,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor gt = need_th ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor ga = (c.syn && need_alpha) ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor ga0 = need_a0 ? pooled_empty({B, N}, dt) : empty;
+  at::Tensor gp0 = need_p0 ? pooled_empty({B, N}, dt) : empty;
+  at::Tensor gk = need_kappa ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor gr = need_rho ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor gw = need_w ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
-    std::vector<scalar_t> lrow, trow, arow;
+    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow;
     BwdArgs<scalar_t> a{h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(gspk),
                         ptr_or_null<scalar_t>(gvT), ptr_or_null<scalar_t>(giT),
                         ptr_or_null<scalar_t>(gtr), v0.data_ptr<scalar_t>(),
@@ -1065,6 +1236,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                         need_th ? gt.data_ptr<double>() : nullptr,
                         ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, lrs, trs, ars,
                         xs_b, xs_t, gspk_scalar, gtr_scalar, gv_scalar};
+    if (c.adapt) {
+      a.gaT = ptr_or_null<scalar_t>(gaT);
+      a.a0 = a0->data_ptr<scalar_t>();
+      a.kp = param_rows<scalar_t>(*kappa, N, krow);
+      a.rh = param_rows<scalar_t>(*rho, N, rrow);
+      a.ga0 = need_a0 ? ga0.data_ptr<scalar_t>() : nullptr;
+      a.gk = need_kappa ? gk.data_ptr<double>() : nullptr;
+      a.gr = need_rho ? gr.data_ptr<double>() : nullptr;
+      a.krs = krs;
+      a.rrs = rrs;
+    }
+    if (c.recur) {
+      a.gpT = ptr_or_null<scalar_t>(gpT);
+      a.p0 = p0->data_ptr<scalar_t>();
+      a.w = param_rows<scalar_t>(*w, N, wrow);
+      a.gp0 = need_p0 ? gp0.data_ptr<scalar_t>() : nullptr;
+      a.gw = need_w ? gw.data_ptr<double>() : nullptr;
+      a.wrs = wrs;
+    }
     if (fast_bwd_ok(c, a)) {
       if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
       else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);
@@ -1072,28 +1262,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       return;
     }
     for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
-      thread_local std::vector<uint8_t> rbuf;
-      thread_local std::vector<scalar_t> ibuf;
-      bwd_block(c, a, b, n0, len, rbuf, ibuf);
+      thread_local BwdScratch<scalar_t> scratch;
+      bwd_block(c, a, b, n0, len, scratch);
     });
   });
-  return {gx, gv0, gi0, gl, gt, ga};
+  return {gx, gv0, gi0, ga0, gp0, gl, gt, ga, gk, gr, gw};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(brain_ai_kernels, m) {
   m.def(
-      "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor leak, Tensor threshold, "
-      "Tensor? alpha, int[] cfg, float v_reset, float surrogate_param, bool save_h, "
-      "bool record_v) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor? a0, Tensor? p0, Tensor leak, "
+      "Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, int[] cfg, "
+      "float v_reset, float surrogate_param, bool save_h, bool record_v) -> Tensor[]");
   m.def(
       "lif_backward(Tensor h, Tensor? grad_spikes, Tensor? grad_v, Tensor? grad_i, "
-      "Tensor? grad_trace, Tensor v0, Tensor? i0, Tensor? x, Tensor leak, Tensor threshold, "
-      "Tensor? alpha, int[] cfg, float v_reset, float surrogate_param, bool need_x, "
-      "bool need_v0, bool need_i0, bool need_leak, bool need_threshold, bool need_alpha) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, Tensor? i0, "
+      "Tensor? a0, Tensor? p0, Tensor? x, Tensor leak, Tensor threshold, Tensor? alpha, "
+      "Tensor? kappa, Tensor? rho, Tensor? w, int[] cfg, float v_reset, "
+      "float surrogate_param, int[] needs) -> Tensor[]");
   m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
   m.def("pool_cached() -> int", [] { return Pool::get().cached(); });
 }

@@ -185,7 +185,7 @@ def native_config(c: FusedConfig, x: Tensor) -> list[int] | None:
     if surr is None:  # a user-defined surrogate: only the fused op calls its backward
         return None
     return [_CHARGES[c.charge], _RESETS[c.reset], _TIMINGS[c.timing], int(c.comparator == ">="),
-            int(c.synapse), int(c.detach_reset), surr[0]]
+            int(c.synapse), int(c.detach_reset), surr[0], int(c.adapt), int(c.recur)]
 
 
 def _surrogate_param(cfg: list[int]) -> tuple[int, str | None]:
@@ -207,26 +207,27 @@ def _register_python_side() -> None:
     lib = "brain_ai_kernels"
 
     @torch.library.register_fake(f"{lib}::lif_forward")
-    def _fwd_fake(x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,
-                  save_h, record_v):
+    def _fwd_fake(x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, cfg, v_reset,
+                  surrogate_param, save_h, record_v):
         b, t, n = x.shape
-        empty = x.new_empty((0,))
-        return (x.new_empty((b, t, n)), x.new_empty((b, t, n)) if save_h else empty,
-                x.new_empty((b, n)), x.new_empty((b, n)) if cfg[4] else x.new_empty((0,)),
-                x.new_empty((b, t, n)) if record_v and not _is_delayed(cfg) else x.new_empty((0,)))
+        seq, row, none = x.new_empty((b, t, n)), x.new_empty((b, n)), x.new_empty((0,))
+        return [seq, seq.clone() if save_h else none, row, row.clone() if cfg[4] else none,
+                row.clone() if cfg[7] else none, row.clone() if cfg[8] else none,
+                seq.clone() if record_v and not _is_delayed(cfg) else none.clone()]
 
     @torch.library.register_fake(f"{lib}::lif_backward")
-    def _bwd_fake(h, gspk, gv, gi, gtr, v0, i0, x, leak, threshold, alpha, cfg, v_reset,
-                  surrogate_param, need_x, need_v0, need_i0, need_leak, need_threshold,
-                  need_alpha):
+    def _bwd_fake(h, gspk, gv, gi, ga, gp, gtr, v0, i0, a0, p0, x, leak, threshold, alpha,
+                  kappa, rho, w, cfg, v_reset, surrogate_param, needs):
         b, t, n = h.shape
-        none, dnone = h.new_empty((0,)), h.new_empty((0,), dtype=torch.float64)
-        return (h.new_empty((b, t, n)) if need_x else none,
-                h.new_empty((b, n)) if need_v0 else none,
-                h.new_empty((b, n)) if (cfg[4] and need_i0) else none,
-                h.new_empty((b, n), dtype=torch.float64) if need_leak else dnone,
-                h.new_empty((b, n), dtype=torch.float64) if need_threshold else dnone,
-                h.new_empty((b, n), dtype=torch.float64) if (cfg[4] and need_alpha) else dnone)
+        flags = [bool(needs[0]), bool(needs[1]), cfg[4] and needs[2], cfg[7] and needs[3],
+                 cfg[8] and needs[4]]
+        sizes = [(b, t, n)] + [(b, n)] * 4
+        outs = [h.new_empty(sz) if f else h.new_empty((0,))
+                for f, sz in zip(flags, sizes, strict=True)]
+        dflags = [needs[5], needs[6], cfg[4] and needs[7], cfg[7] and needs[8],
+                  cfg[7] and needs[9], cfg[8] and needs[10]]
+        outs += [h.new_empty((b, n) if f else (0,), dtype=torch.float64) for f in dflags]
+        return outs
 
     _register_python_side.done = True  # type: ignore[attr-defined]
 
@@ -244,52 +245,60 @@ def _contiguous(g: Tensor | None, allow_scalar: bool = False) -> Tensor | None:
 class NativeLIF(torch.autograd.Function):
     """The C++ op as one autograd node (inputs flattened to ``(B, T, N)`` / ``(B, N)``).
 
-    ``(cfg, v_reset, surrogate_param, record_v, x, v0, i0, leak, θ, α) ->
-    (spikes, v_T[, i_T][, v_trace])``; saves ``h`` ``(B, T, N)`` and the ``(B, N)`` inputs.
+    ``(cfg, v_reset, surrogate_param, record_v, x, v0, i0, a0, p0, leak, θ, α, κ, ρ, w) ->
+    (spikes, v_T[, i_T][, a_T][, p_T][, v_trace])`` (as :class:`brain_ai.kernels.fused.FusedLIF`);
+    saves ``h`` ``(B, T, N)`` and the ``(B, N)`` inputs.
     """
 
     @staticmethod
     def forward(ctx, cfg: list[int], v_reset: float, surrogate_param: float,  # type: ignore[override]
-                record_v: bool, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
-                threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...]:
+                record_v: bool, *ins: Tensor | None) -> tuple[Tensor, ...]:
+        # ins: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         grad = any(needs[4:])
         delayed = _is_delayed(cfg)
-        spk, h, v_t, i_t, trace = torch.ops.brain_ai_kernels.lif_forward(
-            x, v0, i0, leak, threshold, alpha, cfg, v_reset, surrogate_param,
-            grad or (record_v and delayed), record_v)
-        outs = [spk, v_t] + ([i_t] if cfg[4] else [])
+        spk, h, v_t, i_t, a_t, p_t, trace = torch.ops.brain_ai_kernels.lif_forward(
+            *ins, cfg, v_reset, surrogate_param, grad or (record_v and delayed), record_v)
+        outs = [spk, v_t] + ([i_t] if cfg[4] else []) + ([a_t] if cfg[7] else []) + (
+            [p_t] if cfg[8] else [])
         if record_v:
             outs.append(h if delayed else trace)
         if grad:
-            keep_x = (cfg[4] and needs[9]) or (needs[7] and cfg[0] in (2, 4))
-            ctx.save_for_backward(h, v0, i0, x if keep_x else None, leak, threshold, alpha)
+            x, v0, i0, a0, p0, leak, thr, alpha, kappa, rho, w = ins
+            keep_x = (cfg[4] and needs[11]) or (needs[9] and cfg[0] in (2, 4))
+            ctx.save_for_backward(h, v0, i0, a0, p0, x if keep_x else None, leak, thr, alpha,
+                                  kappa, rho, w)
         ctx.cfg, ctx.v_reset, ctx.sp, ctx.record_v = cfg, v_reset, surrogate_param, record_v
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        h, v0, i0, x, leak, threshold, alpha = ctx.saved_tensors
-        needs = ctx.needs_input_grad
+        h, v0, i0, a0, p0, x, leak, thr, alpha, kappa, rho, w = ctx.saved_tensors
+        needs = [bool(n) for n in ctx.needs_input_grad[4:]]
         cfg = ctx.cfg
-        syn = bool(cfg[4])
-        g_spk, g_v = grads[0], grads[1]
-        g_i = grads[2] if syn else None
-        g_tr = grads[-1] if ctx.record_v else None
-        gx, gv0, gi0, gl, gt, ga = torch.ops.brain_ai_kernels.lif_backward(
+        it = iter(grads)
+        g_spk, g_v = next(it), next(it)
+        g_i = next(it) if cfg[4] else None
+        g_a = next(it) if cfg[7] else None
+        g_p = next(it) if cfg[8] else None
+        g_tr = next(it) if ctx.record_v else None
+        outs = torch.ops.brain_ai_kernels.lif_backward(
             h, _contiguous(g_spk, True), _contiguous(g_v, True), _contiguous(g_i),
-            _contiguous(g_tr, True), v0, i0, x, leak, threshold, alpha, cfg, ctx.v_reset,
-            ctx.sp, needs[4], needs[5], syn and needs[6], needs[7], needs[8], syn and needs[9])
+            _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, x,
+            leak, thr, alpha, kappa, rho, w, cfg, ctx.v_reset, ctx.sp, [int(n) for n in needs])
         dt = h.dtype
-        return (None, None, None, None,
-                gx if needs[4] else None, gv0 if needs[5] else None,
-                gi0 if (syn and needs[6]) else None, gl.to(dt) if needs[7] else None,
-                gt.to(dt) if needs[8] else None, ga.to(dt) if (syn and needs[9]) else None)
+        # outs: gx, gv0, gi0, ga0, gp0 (state dtype), then g leak, θ, α, κ, ρ, w (float64)
+        res: list[Tensor | None] = [None, None, None, None]
+        for j, g in enumerate(outs):
+            res.append((g if j < 5 else g.to(dt)) if needs[j] and g.numel() else None)
+        return tuple(res)
 
 
 def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
-               threshold: Tensor, alpha: Tensor | None) -> tuple[Tensor, ...] | None:
+               threshold: Tensor, alpha: Tensor | None, *, a0: Tensor | None = None,
+               p0: Tensor | None = None, kappa: Tensor | None = None, rho: Tensor | None = None,
+               w_rec: Tensor | None = None) -> tuple[Tensor, ...] | None:
     """The native op on the same inputs as :func:`brain_ai.kernels.fused.run_fused`.
 
     Returns ``None`` (caller runs the fused op) when the native op is unavailable or does not
@@ -306,15 +315,19 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     full = torch.Size((b, *feat))
     one = len(feat) == 1  # (B, T, N) already: no reshapes (each would be an autograd node)
 
-    def flat(t: Tensor) -> Tensor:
+    def flat(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
         if t.shape == full and t.is_contiguous():
             return t if one else t.view(b, n)
         return t.expand(full).reshape(b, n).contiguous()
 
-    def param(t: Tensor) -> Tensor:
+    def param(t: Tensor | None) -> Tensor | None:
         """A parameter without a gradient goes without a copy where its layout allows (one
         value, or one row shared by the batch); one with a gradient goes as ``(B, N)`` rows,
         as it always has (autograd reduces the op's per-row gradient to its shape)."""
+        if t is None:
+            return None
         if not t.requires_grad and t.is_contiguous():
             if t.numel() == 1 or (t.shape == feat if one else
                                   t.numel() == n and t.shape[t.dim() - len(feat):] == feat):
@@ -327,13 +340,9 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     if n > 1 and xs.stride(2) != 1:  # the op takes any batch/time strides, not a strided N
         xs = xs.contiguous()
     outs = NativeLIF.apply(
-        cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0) if i0 is not None else None,
-        param(leak), param(threshold), param(alpha) if alpha is not None else None)
+        cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0), flat(a0), flat(p0),
+        param(leak), param(threshold), param(alpha), param(kappa), param(rho), param(w_rec))
     if one:
         return tuple(outs)
-    res = [outs[0].view(b, steps, *feat), outs[1].view(full)]
-    if c.synapse:
-        res.append(outs[2].view(full))
-    if c.record_v:
-        res.append(outs[-1].view(b, steps, *feat))
-    return tuple(res)
+    seq = torch.Size((b, steps, *feat))
+    return tuple(o.view(seq if o.dim() == 3 else full) for o in outs)
