@@ -75,13 +75,15 @@ def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
               surrogate: S.Surrogate | None = None, detach_reset: bool = False,
               synapse: bool = False, learn: bool = True, per_neuron: bool = False,
               v_reset: float = 0.0, dtype: torch.dtype = torch.float32, steps: int = T,
-              adapt: bool = False, recur: bool = False,
+              adapt: bool = False, recur: bool = False, refractory: int = 0,
+              graded: bool = False,
               ) -> tuple[LIFParams, Tensor, SpikingState, list[Tensor]]:
     """Parameters, input, initial state and loss weights; firing ~5-50 %.
 
     ``adapt``: threshold adaptation (κ, ρ learnable like the rest, a0 ≠ 0); ``recur``: a
     one-to-one recurrent weight of either sign (``RecurrentLIFNeuron(recurrent="one_to_one")``'s
-    module), ``prev_spk`` starting from random spikes.
+    module), ``prev_spk`` starting from random spikes; ``refractory``: that many refractory
+    steps, some neurons starting refractory; ``graded``: learnable graded-spike factor.
     """
     g = torch.Generator().manual_seed(seed)
     shape = (N,) if per_neuron else ()
@@ -108,6 +110,11 @@ def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
     if recur:
         extra["recurrent"] = _OneToOne(((rand(*shape) - 0.5) * 0.6), learn)
         state["prev_spk"] = (rand(B, N) > 0.5).to(dtype)
+    if refractory:
+        extra["refractory_steps"] = refractory
+        state["ref"] = torch.randint(0, refractory + 1, (B, N), generator=g).to(dtype)
+    if graded:
+        extra["graded"] = (rand(*shape) + 0.5).requires_grad_(learn)
     p = LIFParams(
         leak=leak.requires_grad_(learn), threshold=threshold.requires_grad_(learn),
         surrogate=surrogate or S.ATan(), charge=charge, comparator=comparator, reset=reset,
@@ -124,7 +131,8 @@ def _loss(s: Tensor, st: SpikingState, trace: Tensor, w: list[Tensor]) -> Tensor
     return loss
 
 
-PARAM_NAMES = ("leak", "threshold", "alpha", "adapt_scale", "adapt_decay", "recurrent")
+PARAM_NAMES = ("leak", "threshold", "alpha", "adapt_scale", "adapt_decay", "recurrent",
+               "graded")
 
 
 def _param(p: LIFParams, name: str) -> Tensor | None:
@@ -144,6 +152,8 @@ STATE_FIELDS = ("v", "i", "a", "prev_spk")
 
 
 def _state_leaves(st: SpikingState) -> list[Tensor]:
+    """The differentiable state fields that are set (``ref``, a counter, is compared
+    separately)."""
     return [getattr(st, f) for f in STATE_FIELDS if getattr(st, f) is not None]
 
 
@@ -151,8 +161,8 @@ def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
         monkeypatch: pytest.MonkeyPatch) -> tuple[list[Tensor], list[Tensor]]:
     """Forward values and gradients (x, v0, i0, then learnable parameters) of one kernel."""
     x = x.clone().requires_grad_()
-    st = SpikingState(**{f: getattr(st, f).clone().requires_grad_() for f in STATE_FIELDS
-                         if getattr(st, f) is not None})
+    st = SpikingState(ref=st.ref, **{f: getattr(st, f).clone().requires_grad_()
+                                     for f in STATE_FIELDS if getattr(st, f) is not None})
     if kernel == "reference":
         s, out, tr = lif_multi_step(x, st, p, ("v",))
     else:
@@ -160,7 +170,8 @@ def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
         res = fused_multi_step(x, st, p, ("v",))
         assert res is not None, "the fused path must cover this configuration"
         s, out, tr = res
-    fwd = [s, out.v, tr["v"], *_state_leaves(out)[1:]]
+    fwd = [s, out.v, tr["v"], *_state_leaves(out)[1:]] + ([out.ref] if out.ref is not None
+                                                            else [])
     ins = [x, *_state_leaves(st), *_leaves(p)]
     grads = torch.autograd.grad(_loss(s, out, tr["v"], w), ins)
     return [f.detach() for f in fwd], list(grads)
@@ -203,7 +214,8 @@ def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingSt
     ref_f, ref_g = run("reference", p, x, st, w, monkeypatch)
     got_f, got_g = run(kernel, p, x, st, w, monkeypatch)
     fields = [f for f in STATE_FIELDS if getattr(st, f) is not None]
-    names = ["spikes", "v_T", "v trace"] + [f"{f}_T" for f in fields[1:]]
+    names = ["spikes", "v_T", "v trace"] + [f"{f}_T" for f in fields[1:]] + (
+        ["ref_T"] if st.ref is not None else [])
     assert len(got_f) == len(ref_f) == len(names)
     for name, a, b in zip(names, got_f, ref_f, strict=True):
         assert_bitwise(a, b, name)
@@ -281,6 +293,31 @@ def test_adaptive_and_recurrent(kernel: str, features: tuple[bool, bool], reset:
         detach_reset=k % 4 == 1, synapse=k % 3 != 0, per_neuron=k % 2 == 0,
         v_reset=0.0 if k % 5 else -0.1, adapt=adapt, recur=recur)
     assert_matches_reference(kernel, p, x, st, w, monkeypatch)
+
+
+REFRACTORY_RULES = list(itertools.product([1, 3], RESETS, TIMINGS))
+
+
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize(("steps", "reset", "timing"), REFRACTORY_RULES,
+                         ids=[f"ref{r}-{rs}-{t}" for r, rs, t in REFRACTORY_RULES])
+def test_refractory_and_graded(kernel: str, steps: int, reset: str, timing: str,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refractory periods (some neurons starting refractory) through every reset x timing,
+    with graded spikes (learnable factor, its gradient too), adaptation and one-to-one
+    recurrence switched on in turn; charge, comparator, surrogate, synapse cycle.
+
+    Tolerance 2e-6: a recurrent weight's gradient terms carry the rounding of the gradient
+    recursion through time (one case reaches 1.2e-6 of the sum of |terms|; against a float64
+    run, the kernel's gradient is the closer of the two)."""
+    k = REFRACTORY_RULES.index((steps, reset, timing))
+    p, x, st, w = make_case(
+        200 + k, charge=CHARGES[k % 5], reset=reset, timing=timing,
+        comparator=">=" if k % 2 else ">", surrogate=SURROGATES[k % len(SURROGATES)],
+        detach_reset=k % 4 == 1, synapse=k % 3 == 0, per_neuron=k % 2 == 1,
+        v_reset=0.0 if k % 5 else -0.1, refractory=steps, graded=k % 3 != 2,
+        adapt=k % 4 == 2, recur=k % 5 in (1, 3))
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch, tol=2e-6)
 
 
 @pytest.mark.parametrize("kernel", kernels())
@@ -426,13 +463,9 @@ def _unsupported() -> list[tuple[str, LIFParams, SpikingState, tuple[str, ...]]]
         ("adaptive-without-state",
          replace(p, adapt_decay=torch.tensor(0.9), adapt_scale=torch.tensor(0.1)),
          SpikingState(v=v), ()),
-        ("recurrent-graded", replace(p, recurrent=_OneToOne(torch.tensor(0.5), False),
-                                     graded=torch.tensor(2.0)),
-         SpikingState(v=v, prev_spk=z), ()),
-        ("refractory", replace(p, refractory_steps=2), SpikingState(v=v, ref=z), ()),
+        ("refractory-without-state", replace(p, refractory_steps=2), SpikingState(v=v), ()),
         ("delays", replace(p, delays=torch.zeros(N)),
          SpikingState(v=v, spike_history=torch.zeros(B, 2, N)), ()),
-        ("graded", replace(p, graded=torch.tensor(2.0)), SpikingState(v=v), ()),
         ("record-i", replace(p, alpha=torch.tensor(0.5)), SpikingState(v=v, i=z), ("i",)),
         ("param-bigger-than-state", replace(p, threshold=torch.ones(2, B, N)),
          SpikingState(v=v), ()),
@@ -450,13 +483,14 @@ def test_unsupported_returns_none(name: str, p: LIFParams, st: SpikingState,
     assert fused_multi_step(x, st, p, record) is None
 
 
-@pytest.mark.parametrize("make", [
-    lambda: RecurrentLIFNeuron(features=N, recurrent="linear"),
-    lambda: LIFNeuron(features=N, refractory_steps=2),
-    lambda: LIFNeuron(features=N, graded_spikes_factor=2.0),
-], ids=["recurrent-linear", "refractory", "graded"])
-def test_unsupported_neurons_run_the_reference(make, monkeypatch: pytest.MonkeyPatch) -> None:
-    x = torch.rand(B, 12, N, generator=torch.Generator().manual_seed(4)) * 2
+@pytest.mark.parametrize(("make", "feats"), [
+    (lambda: RecurrentLIFNeuron(features=N, recurrent="linear"), (N,)),
+    (lambda: RecurrentLIFNeuron(features=(2, 3, 2), recurrent="conv2d", kernel_size=3),
+     (2, 3, 2)),
+], ids=["recurrent-linear", "recurrent-conv2d"])
+def test_unsupported_neurons_run_the_reference(make, feats: tuple[int, ...],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(B, 12, *feats, generator=torch.Generator().manual_seed(4)) * 2
     monkeypatch.setenv("BRAIN_AI_KERNEL", "fused")
     torch.manual_seed(0)
     s_fused, st_fused = make()(x)
@@ -772,7 +806,8 @@ def test_strided_inputs_without_copies(kernel: str, learn: bool,
 # ---------------------------------------------------------------- random module configurations
 def _random_neuron(seed: int) -> tuple[Callable[[], torch.nn.Module], tuple[int, ...], dict]:
     """A seeded random neuron: kind, charge, reset, timing, comparator, surrogate, synapse,
-    learnable and per-neuron parameters, v_reset, feature shape, TBPTT chunk, dtype."""
+    refractory period, graded spikes, learnable and per-neuron parameters, v_reset, feature
+    shape, TBPTT chunk, dtype."""
     rng = random.Random(seed)
     feats = rng.choice([(6,), (2, 3, 2)])
     kind = rng.choice(["lif", "lif", "adaptive", "recurrent"])
@@ -801,6 +836,11 @@ def _random_neuron(seed: int) -> tuple[Callable[[], torch.nn.Module], tuple[int,
         kw.update(alpha=value(0.3, 0.8), learn_alpha=rng.random() < 0.6)
     if kind != "adaptive":
         kw["reset_timing"] = rng.choice(TIMINGS)
+    if rng.random() < 0.25 and kw.get("reset_timing", "immediate") == "immediate":
+        kw["refractory_steps"] = rng.choice([1, 2, 4])
+    if rng.random() < 0.25:
+        kw.update(graded_spikes_factor=value(0.5, 1.5),
+                  learn_graded_spikes_factor=rng.random() < 0.6)
     cls: Callable[..., torch.nn.Module] = LIFNeuron
     if kind == "adaptive":
         cls = AdaptiveLIFNeuron

@@ -88,12 +88,11 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
     """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it."""
     adapt = p.adapt_decay is not None or p.adapt_scale is not None
     w_rec = recurrent_weight(p)
-    if ((p.recurrent is not None and w_rec is None) or p.refractory_steps
-            or p.delays is not None or p.graded is not None):
+    if (p.recurrent is not None and w_rec is None) or p.delays is not None:
         return None
     if any(name != "v" for name in record):
         return None
-    if (state.spike_history is not None or state.ref is not None
+    if (state.spike_history is not None or (state.ref is None) != (p.refractory_steps <= 0)
             or (state.i is None) != (p.alpha is None) or (state.a is None) == adapt
             or (state.prev_spk is None) != (p.recurrent is None)):
         return None
@@ -107,7 +106,7 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
     dt = v.dtype
     if not x.is_floating_point() or torch.promote_types(x.dtype, dt) != dt:
         return None
-    for extra in (state.i, state.a, state.prev_spk):
+    for extra in (state.i, state.a, state.prev_spk, state.ref):
         if extra is not None and (type(extra) is not Tensor or extra.dtype != dt
                                   or extra.shape != v.shape or extra.device != v.device):
             return None
@@ -118,13 +117,16 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
         params += [p.adapt_scale, p.adapt_decay]
     if w_rec is not None:
         params.append(w_rec)
+    if p.graded is not None:
+        params.append(p.graded)
     if not all(_param_ok(t, v.shape, dt, v.device) for t in params):
         return None
     return FusedConfig(
         charge=p.charge, comparator=p.comparator, reset=p.reset, timing=p.reset_timing,
         v_reset=float(p.v_reset), detach_reset=bool(p.detach_reset), surrogate=p.surrogate,
         synapse=p.alpha is not None, record_v="v" in record, adapt=adapt,
-        recur=w_rec is not None,
+        recur=w_rec is not None, refractory=max(int(p.refractory_steps), 0),
+        graded=p.graded is not None,
     )
 
 
@@ -172,6 +174,10 @@ def fused_multi_step(
                      rho=p.adapt_decay.to(dt))  # type: ignore[union-attr]
     if c.recur:
         extra.update(p0=state.prev_spk, w_rec=recurrent_weight(p).to(dt))  # type: ignore[union-attr]
+    if c.refractory:
+        extra["ref0"] = state.ref
+    if c.graded:
+        extra["graded"] = p.graded.to(dt)  # type: ignore[union-attr]
     outs = None
     if kernel != "fused" and (not compiling or native.loaded()):
         outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha, **extra)
@@ -184,5 +190,6 @@ def fused_multi_step(
     i = next(it) if c.synapse else None
     a = next(it) if c.adapt else None
     prev = next(it) if c.recur else None
+    ref = next(it) if c.refractory else None
     traces = {"v": next(it)} if c.record_v else {}
-    return spikes, SpikingState(v=v, i=i, a=a, prev_spk=prev), traces
+    return spikes, SpikingState(v=v, i=i, a=a, prev_spk=prev, ref=ref), traces

@@ -57,6 +57,9 @@ class FusedConfig:
         record_v: also return the stored membrane after every step.
         adapt: an adaptive threshold ``θ + κ·a`` with ``a' = ρ·a + s``.
         recur: a one-to-one recurrent input ``w ⊙ s_{t-1}``.
+        refractory: refractory steps ``R`` (0: none): ``h ← v_reset`` while ``ref > 0``;
+            ``ref' = R`` after a spike, else ``max(ref - 1, 0)``.
+        graded: the output is ``s·g`` (snnTorch's graded spikes; also the recurrent input).
     """
 
     charge: str
@@ -70,6 +73,8 @@ class FusedConfig:
     record_v: bool
     adapt: bool = False
     recur: bool = False
+    refractory: int = 0
+    graded: bool = False
 
     @property
     def carried(self) -> bool:
@@ -120,20 +125,22 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
 
 
 class FusedLIF(torch.autograd.Function):
-    """Whole-window LIF: ``(x (B,T,*f), v0, i0, a0, p0, leak, θ, α, κ, ρ, w) ->
-    (spikes, v_T[, i_T][, a_T][, p_T][, v_trace])``.
+    """Whole-window LIF: ``(x (B,T,*f), v0, i0, a0, p0, ref0, leak, θ, α, κ, ρ, w, g) ->
+    (spikes, v_T[, i_T][, a_T][, p_T][, ref_T][, v_trace])``.
 
     ``i0``/``α`` are ``None`` without a synapse, ``a0``/``κ``/``ρ`` without adaptation,
-    ``p0``/``w`` without one-to-one recurrence; the matching outputs are returned only with
-    the feature, ``v_trace`` only with ``record_v``. Saves ``h`` ``(B, T, *f)`` (one tensor
-    per neuron-step).
+    ``p0``/``w`` without one-to-one recurrence, ``ref0`` without a refractory period, ``g``
+    without graded spikes; the matching outputs are returned only with the feature,
+    ``v_trace`` only with ``record_v``. Saves ``h`` ``(B, T, *f)`` (one tensor per
+    neuron-step).
     """
 
     @staticmethod
     def forward(ctx, c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None,  # type: ignore[override]
-                a0: Tensor | None, p0: Tensor | None, leak: Tensor, threshold: Tensor,
-                alpha: Tensor | None, kappa: Tensor | None, rho: Tensor | None,
-                w_rec: Tensor | None) -> tuple[Tensor, ...]:
+                a0: Tensor | None, p0: Tensor | None, ref0: Tensor | None, leak: Tensor,
+                threshold: Tensor, alpha: Tensor | None, kappa: Tensor | None,
+                rho: Tensor | None, w_rec: Tensor | None, graded: Tensor | None
+                ) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         grad = any(needs)
@@ -142,7 +149,7 @@ class FusedLIF(torch.autograd.Function):
         hs = torch.empty_like(x) if (grad or (c.record_v and c.delayed)) else None
         trace = hs if c.record_v and c.delayed else (
             torch.empty_like(x) if c.record_v else None)
-        v, i, a, prev = v0, i0, a0, p0
+        v, i, a, prev, ref = v0, i0, a0, p0, ref0
         for t in range(steps):
             x_t = x[:, t]
             r = rules.carried_reset(v, threshold, c.comparator) if c.carried else None
@@ -160,15 +167,25 @@ class FusedLIF(torch.autograd.Function):
                     h = h + rec
             if r is not None and not c.pre:
                 h = rules.apply_carried_reset_post(h, r, c.reset, threshold, c.v_reset)
+            if c.refractory:
+                h = torch.where(ref > 0, torch.full_like(h, c.v_reset), h)
             th = threshold + kappa * a if c.adapt else threshold
             d = h - th
-            s = spikes[:, t]  # written in place: H(d) of the reference, without a cast copy
-            s.copy_(d >= 0 if c.comparator == ">=" else d > 0)
+            if c.graded:
+                s = _spike(d, c.comparator)
+                out = spikes[:, t]
+                torch.mul(s, graded, out=out)
+            else:
+                s = out = spikes[:, t]  # written in place: H(d), without a cast copy
+                s.copy_(d >= 0 if c.comparator == ">=" else d > 0)
             v = rules.apply_reset(h, s, r, c.reset, c.timing, th, c.v_reset, c.detach_reset)
             if c.adapt:
                 a = rho * a + s
+            if c.refractory:
+                ref = torch.where(s > 0, torch.full_like(ref, float(c.refractory)),
+                                  (ref - 1).clamp_min(0))
             if c.recur:
-                prev = s
+                prev = out
             if hs is not None:
                 hs[:, t] = h
             if trace is not None and trace is not hs:
@@ -180,30 +197,36 @@ class FusedLIF(torch.autograd.Function):
             outs.append(a if a is not a0 else a.clone())
         if c.recur:
             outs.append(prev.clone())  # a view of spikes (or p0): an output of its own
+        if c.refractory:
+            outs.append(ref if ref is not ref0 else ref.clone())
         if trace is not None:
             outs.append(trace)
         ctx.c = c
         if grad:
-            keep_x = (c.synapse and needs[8]) or (
-                needs[6] and c.charge in ("tau_input", "rate_input"))
-            ctx.save_for_backward(hs, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho,
-                                  w_rec, x if keep_x else None)
+            keep_x = (c.synapse and needs[9]) or (
+                needs[7] and c.charge in ("tau_input", "rate_input"))
+            ctx.save_for_backward(hs, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho,
+                                  w_rec, graded, x if keep_x else None)
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         c: FusedConfig = ctx.c
-        hs, v0, i0, a0, p0, leak, thr, alpha, kappa, rho, w_rec, x = ctx.saved_tensors
+        (hs, v0, i0, a0, p0, ref0, leak, thr, alpha, kappa, rho, w_rec, graded,
+         x) = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        need_leak, need_thr = needs[6], needs[7]
-        need_alpha = c.synapse and needs[8]
-        need_kappa, need_rho = c.adapt and needs[9], c.adapt and needs[10]
-        need_w = c.recur and needs[11]
+        need_leak, need_thr = needs[7], needs[8]
+        need_alpha = c.synapse and needs[9]
+        need_kappa, need_rho = c.adapt and needs[10], c.adapt and needs[11]
+        need_w = c.recur and needs[12]
+        need_g = c.graded and needs[13]
         grads_it = iter(grads)
         g_spk, g_v = next(grads_it), next(grads_it)
         g_i_next = next(grads_it) if c.synapse else None
         g_a = next(grads_it) if c.adapt else None
         g_p = next(grads_it) if c.recur else None
+        if c.refractory:
+            next(grads_it)  # ref_T: a counter, no gradient
         g_tr = next(grads_it) if c.record_v else None
         steps = hs.shape[1]
         vr = c.v_reset
@@ -213,17 +236,20 @@ class FusedLIF(torch.autograd.Function):
 
         # Forward scan (detached) of what backward needs per step: the carried reset r_t
         # (s_{t-1} for delayed timings without adaptation, else H(v_{t-1} - θ)), and with
-        # adaptation or recurrence the compared threshold, the adaptation before the step and
-        # the spike.
+        # adaptation, recurrence or refractoriness the compared threshold, the adaptation
+        # before the step, the spike and the refractory mask (ref > 0 before the step).
         rs: list[Tensor | None] = [None] * steps
         ths: list[Tensor] = [thr] * steps
         a_prev: list[Tensor | None] = [None] * steps
         ss: list[Tensor | None] = [None] * steps
-        if c.carried or c.adapt or c.recur:
+        masks: list[Tensor | None] = [None] * steps
+        if c.carried or c.adapt or c.recur or c.refractory or c.graded:
             r = rules.carried_reset(v0, thr, c.comparator) if c.carried else None
-            a = a0
+            a, ref = a0, ref0
             for t in range(steps):
                 rs[t], a_prev[t] = r, a
+                if c.refractory:
+                    masks[t] = ref > 0
                 h = hs[:, t]
                 th = thr + kappa * a if c.adapt else thr
                 ths[t] = th
@@ -238,6 +264,10 @@ class FusedLIF(torch.autograd.Function):
                         r = rules.carried_reset(v, thr, c.comparator)
                 if c.adapt:
                     a = rho * a + s
+                if c.refractory:
+                    ref = torch.where(s > 0, torch.full_like(ref, float(c.refractory)),
+                                      (ref - 1).clamp_min(0))
+        outs = ss if not c.graded else [None if s is None else s * graded for s in ss]
         # Synaptic currents i_t (only for learnable α or an *_input charge with learnable leak).
         drives: list[Tensor | None] = [None] * steps
         i_prev: list[Tensor | None] = [None] * steps
@@ -252,7 +282,7 @@ class FusedLIF(torch.autograd.Function):
                 else:
                     i = x[:, t]
                 drives[t] = i
-                prev = ss[t]
+                prev = outs[t]
 
         g_x = torch.empty_like(hs) if needs[1] else None
         g_leak = torch.zeros_like(leak) if need_leak else None
@@ -261,6 +291,7 @@ class FusedLIF(torch.autograd.Function):
         g_kappa = torch.zeros_like(kappa) if need_kappa else None
         g_rho = torch.zeros_like(rho) if need_rho else None
         g_w = torch.zeros_like(w_rec) if need_w else None
+        g_g = torch.zeros_like(graded) if need_g else None
         for t in range(steps - 1, -1, -1):
             h = hs[:, t]
             th = ths[t]
@@ -274,10 +305,14 @@ class FusedLIF(torch.autograd.Function):
             if g_tr is not None:
                 g_vp = g_tr[:, t] if g_vp is None else g_vp + g_tr[:, t]
             g_s = None if g_spk is None else g_spk[:, t]
+            if g_p is not None:  # the output is the next step's recurrent input (or p_T)
+                g_s = g_p if g_s is None else g_s + g_p
+            if c.graded and g_s is not None:  # out = s·g
+                if need_g:
+                    g_g = g_g + _reduce(g_s * ss[t], graded)
+                g_s = g_s * graded
             if g_a is not None:  # a_t = ρ·a_{t-1} + s_t
                 g_s = g_a if g_s is None else g_s + g_a
-            if g_p is not None:  # s_t is the next step's recurrent input (or the final p_T)
-                g_s = g_p if g_s is None else g_s + g_p
             # same-step reset v' = reset(h, s): its gradient w.r.t. h, s and the threshold
             g_h_reset: Tensor | None = g_vp
             the_terms: list[Tensor] = []  # w.r.t. the compared threshold th
@@ -307,6 +342,8 @@ class FusedLIF(torch.autograd.Function):
                 g_h = sg if sg is not None else torch.zeros_like(h)
             else:
                 g_h = g_h_reset if sg is None else g_h_reset + sg
+            if c.refractory:  # h = where(ref > 0, v_reset, h)
+                g_h = torch.where(masks[t], torch.zeros_like(g_h), g_h)
             # carried reset after the charge: h2 = h - r·θ  |  h - r·(h - vr)
             if r is not None and not c.pre:
                 if c.reset == "subtract":
@@ -341,7 +378,7 @@ class FusedLIF(torch.autograd.Function):
             if g_x is not None:
                 g_x[:, t] = g_drive
             if c.recur:  # rec = p_{t-1}·w
-                p_before = p0 if t == 0 else ss[t - 1]
+                p_before = p0 if t == 0 else outs[t - 1]
                 if need_w:
                     g_w = g_w + _reduce(g_rec * p_before, w_rec)
                 g_p = g_rec * w_rec
@@ -377,13 +414,15 @@ class FusedLIF(torch.autograd.Function):
         g_i0 = g_i_next if (c.synapse and needs[3]) else None
         g_a0 = g_a if (c.adapt and needs[4]) else None
         g_p0 = g_p if (c.recur and needs[5]) else None
-        return (None, g_x, g_v0, g_i0, g_a0, g_p0, g_leak, g_thr, g_alpha, g_kappa, g_rho,
-                g_w)
+        return (None, g_x, g_v0, g_i0, g_a0, g_p0, None, g_leak, g_thr, g_alpha, g_kappa,
+                g_rho, g_w, g_g)
 
 
 def run_fused(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
               threshold: Tensor, alpha: Tensor | None, *, a0: Tensor | None = None,
               p0: Tensor | None = None, kappa: Tensor | None = None, rho: Tensor | None = None,
-              w_rec: Tensor | None = None) -> tuple[Tensor, ...]:
+              w_rec: Tensor | None = None, ref0: Tensor | None = None,
+              graded: Tensor | None = None) -> tuple[Tensor, ...]:
     """Apply :class:`FusedLIF` (see there for inputs and outputs)."""
-    return FusedLIF.apply(c, x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w_rec)
+    return FusedLIF.apply(c, x, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho,
+                          w_rec, graded)

@@ -181,6 +181,8 @@ def native_config(c: FusedConfig, x: Tensor) -> list[int] | None:
     """The op's integer config for ``c``, or ``None`` where the native op does not apply."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
+    if c.refractory or c.graded:  # not in the C++ loop yet: the fused op runs them
+        return None
     surr = _SURROGATES.get(type(c.surrogate))
     if surr is None:  # a user-defined surrogate: only the fused op calls its backward
         return None
@@ -298,7 +300,8 @@ class NativeLIF(torch.autograd.Function):
 def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,
                threshold: Tensor, alpha: Tensor | None, *, a0: Tensor | None = None,
                p0: Tensor | None = None, kappa: Tensor | None = None, rho: Tensor | None = None,
-               w_rec: Tensor | None = None) -> tuple[Tensor, ...] | None:
+               w_rec: Tensor | None = None, ref0: Tensor | None = None,
+               graded: Tensor | None = None) -> tuple[Tensor, ...] | None:
     """The native op on the same inputs as :func:`brain_ai.kernels.fused.run_fused`.
 
     Returns ``None`` (caller runs the fused op) when the native op is unavailable or does not
