@@ -895,3 +895,47 @@ def test_random_module_configurations(kernel: str, seed: int,
         scale = b.abs().max().clamp_min(1e-30)
         err = ((a - b).abs().max() / scale).item()
         assert err <= (tol if j == 0 else ptol), f"gradient {j}: {err:.3g} for {info}"
+
+
+# ---------------------------------------------------------------- x's gradient in h's place
+@pytest.mark.parametrize("kernel", kernels())
+@pytest.mark.parametrize(("reset", "timing", "learn"), [
+    ("subtract", "immediate", False), ("zero", "immediate", True),
+    ("subtract", "delayed", True), ("zero", "compensated", False)])
+def test_input_gradient_overwrites_the_saved_membrane(kernel: str, reset: str, timing: str,
+                                                      learn: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``retain_graph`` the input gradient is written over the saved ``h`` (one
+    ``(B, T, N)`` buffer less at the peak of backward), with the reference's values; with
+    ``retain_graph`` it is not, and a second backward gives the same gradient; a membrane
+    trace that is ``h`` itself (delayed timing) is never overwritten."""
+    p, x, st, w = make_case(21, reset=reset, timing=timing, learn=learn, synapse=learn)
+    ref_x = run("reference", p, x, st, w, monkeypatch)[1][0]
+    monkeypatch.setenv("BRAIN_AI_KERNEL", kernel)
+    saved: list[Tensor] = []
+
+    def pack(t: Tensor) -> Tensor:
+        if t.shape == x.shape and t.data_ptr() != xi.data_ptr():
+            saved.append(t)
+        return t
+
+    for retain in (False, True):
+        saved.clear()
+        xi = x.clone().requires_grad_()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            s, out, tr = fused_multi_step(xi, st, p, ("v",))  # type: ignore[misc]
+        trace = tr["v"].detach().clone()
+        loss = _loss(s, out, tr["v"], w)
+        loss.backward(retain_graph=retain)
+        assert len(saved) == 1
+        torch.testing.assert_close(xi.grad, ref_x, rtol=1e-6, atol=1e-6 * ref_x.abs().max())
+        assert_bitwise(tr["v"], trace, "the returned membrane trace after backward")
+        # the hook's reference keeps h alive (so x.grad is a copy of it, not h itself): the
+        # saved buffer now holds x's gradient exactly where it was given up
+        overwritten = torch.equal(saved[0], xi.grad)
+        assert overwritten == (not retain and timing != "delayed"), (retain, overwritten)
+        if retain:
+            first = xi.grad.clone()
+            xi.grad = None
+            loss.backward()
+            assert_bitwise(xi.grad, first, "second backward through the retained graph")

@@ -42,7 +42,7 @@ from torch import Tensor
 from brain_ai.core import rules
 from brain_ai.core.surrogates import Surrogate, step_function
 
-__all__ = ["FusedConfig", "FusedLIF", "run_fused"]
+__all__ = ["FusedConfig", "FusedLIF", "h_is_free", "run_fused"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,17 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
     g_e = g_h * leak
     g_l = g_h * (drive - (v1 - vr)) if need_leak else None
     return g_h + (-g_e), g_e, g_l
+
+
+def h_is_free(returned: bool) -> bool:
+    """Whether backward may overwrite the saved ``h`` with the input gradient: the graph is
+    not kept (no ``retain_graph``/``create_graph``: this is the only backward through the node,
+    and autograd frees ``h`` right after it), ``h`` was not also returned as the membrane trace
+    (``returned``), and no compiler is tracing (its graph would not know of the write). Saves
+    one ``(B, T, N)`` buffer at the peak of backward."""
+    if returned or torch.compiler.is_compiling():
+        return False
+    return not torch._C._autograd._get_current_graph_task_keep_graph()
 
 
 class FusedLIF(torch.autograd.Function):
@@ -284,7 +295,11 @@ class FusedLIF(torch.autograd.Function):
                 drives[t] = i
                 prev = outs[t]
 
-        g_x = torch.empty_like(hs) if needs[1] else None
+        # x's gradient overwrites h step by step where nothing can read h again: h[t] is last
+        # read at step t (h[t-1] too, overwritten only at step t-1)
+        g_x = None
+        if needs[1]:
+            g_x = hs if h_is_free(c.record_v and c.delayed) else torch.empty_like(hs)
         g_leak = torch.zeros_like(leak) if need_leak else None
         g_thr = torch.zeros_like(thr) if need_thr else None
         g_alpha = torch.zeros_like(alpha) if need_alpha else None

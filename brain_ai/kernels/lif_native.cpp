@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -673,7 +674,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       for (int64_t k = 0; k < len; ++k) gi[k] = gd[k] * al[k];
       if (c.recur) for (int64_t k = 0; k < len; ++k) grc[k] = gd[k];  // i = α·i + x + rec
     }
-    if (a.gx) {
+    if (a.gx) {  // may be h's own buffer (gx_into_h): h[t] is not read after this point
       T* g = a.gx + off;
       for (int64_t k = 0; k < len; ++k) g[k] = gd[k];
     }
@@ -922,17 +923,22 @@ void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
   const bool gtr_scalar = a.gtr && a.gtr_scalar;
   const T gt0 = gtr_scalar ? a.gtr[0] : T(0);
   for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
+  // gx may share h's buffer (gx_into_h): each step then writes its gradient into a local row
+  // and copies it over h[t] after its last read of h[t], outside the scope of the restrict
+  // pointers; h[t-1] (read at step t) is overwritten only at step t-1.
+  const bool into_h = a.gx != nullptr && a.gx == a.h;
   for (int64_t t = a.T_ - 1; t >= 0; --t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
+    {
     const T* __restrict ht = a.h + off;
     const T* __restrict gso = gspk_full ? a.gspk + off : gsrow;
-    T* __restrict gxo = a.gx ? a.gx + off : gxrow;
+    T* __restrict gxo = (a.gx && !into_h) ? a.gx + off : gxrow;
     if (t >= PREFETCH) {  // time runs backwards: help the hardware prefetcher
       const int64_t back = PREFETCH * a.N;
       for (int64_t k = 0; k < len; k += 64 / int64_t(sizeof(T))) {
         __builtin_prefetch(ht - back + k);
         if (gspk_full) __builtin_prefetch(gso - back + k);
-        if (a.gx) __builtin_prefetch(gxo - back + k, 1);
+        if (a.gx && !into_h) __builtin_prefetch(gxo - back + k, 1);
       }
     }
     if (a.gtr && !gtr_scalar) {
@@ -997,6 +1003,8 @@ void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
         for (int64_t k = 0; k < len; ++k) accl[k] += double(gxo[k] * a.v0[base + k]);
       }
     }
+    }
+    if (into_h) std::memcpy(a.gx + off, gxrow, static_cast<size_t>(len) * sizeof(T));
   }
   if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
   if (need_l) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
@@ -1156,7 +1164,7 @@ std::vector<at::Tensor> lif_backward(
     const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0, const Opt& a0,
     const Opt& p0, const Opt& x, const at::Tensor& leak, const at::Tensor& th, const Opt& alpha,
     const Opt& kappa, const Opt& rho, const Opt& w, c10::IntArrayRef cfg_list, double v_reset,
-    double surr_param, c10::IntArrayRef needs) {
+    double surr_param, c10::IntArrayRef needs, bool gx_into_h) {
   // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w
   TORCH_CHECK(needs.size() == 11, "brain_ai lif: needs must have 11 entries");
   const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0, need_leak = needs[5] != 0,
@@ -1210,7 +1218,9 @@ std::vector<at::Tensor> lif_backward(
   auto opts = h.options();
   auto dopts = opts.dtype(at::kDouble);
   at::Tensor empty = at::empty({0}, opts);
-  at::Tensor gx = need_x ? pooled_empty({B, T_, N}, dt) : empty;
+  // gx_into_h: the caller gives up h (the graph is not kept): x's gradient overwrites it step
+  // by step, one (B, T, N) buffer less at the peak of backward
+  at::Tensor gx = need_x ? (gx_into_h ? h : pooled_empty({B, T_, N}, dt)) : empty;
   at::Tensor gv0 = need_v0 ? pooled_empty({B, N}, dt) : empty;
   at::Tensor gi0 = (c.syn && need_i0) ? pooled_empty({B, N}, dt) : empty;
   at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
@@ -1281,7 +1291,7 @@ TORCH_LIBRARY(brain_ai_kernels, m) {
       "Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, Tensor? i0, "
       "Tensor? a0, Tensor? p0, Tensor? x, Tensor leak, Tensor threshold, Tensor? alpha, "
       "Tensor? kappa, Tensor? rho, Tensor? w, int[] cfg, float v_reset, "
-      "float surrogate_param, int[] needs) -> Tensor[]");
+      "float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");
   m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
   m.def("pool_cached() -> int", [] { return Pool::get().cached(); });
 }

@@ -19,7 +19,11 @@ blocks kept, default 512, ``0`` disables it; :func:`empty_cache` frees them), so
 training loop reuses warm pages instead of faulting in fresh ones each step. They are ordinary
 CPU tensors. Inputs are read in place: ``x`` needs a contiguous last axis only (a truncated-BPTT
 window or transposed time-first data is not copied), a parameter without a gradient is passed
-as one value or one row shared by the batch rather than expanded to ``(B, N)``.
+as one value or one row shared by the batch rather than expanded to ``(B, N)``. Backward
+writes the input gradient over the saved ``h`` when nothing else can read it again
+(:func:`brain_ai.kernels.fused.h_is_free`): forward+backward then holds two ``(B, T, N)``
+buffers besides the input (the spikes, and ``h`` turning into the input gradient) instead of
+three.
 
 Threads: work items are claimed dynamically inside one OpenMP region; when threads cost more
 than one thread alone would have (a worker or the caller not scheduled for a whole tick, as on
@@ -44,7 +48,7 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.kernels.fused import FusedConfig
+from brain_ai.kernels.fused import FusedConfig, h_is_free
 
 __all__ = ["NativeLIF", "available", "build", "cached_bytes", "empty_cache", "load_error",
            "loaded", "native_config", "run_native"]
@@ -219,7 +223,7 @@ def _register_python_side() -> None:
 
     @torch.library.register_fake(f"{lib}::lif_backward")
     def _bwd_fake(h, gspk, gv, gi, ga, gp, gtr, v0, i0, a0, p0, x, leak, threshold, alpha,
-                  kappa, rho, w, cfg, v_reset, surrogate_param, needs):
+                  kappa, rho, w, cfg, v_reset, surrogate_param, needs, gx_into_h):
         b, t, n = h.shape
         flags = [bool(needs[0]), bool(needs[1]), cfg[4] and needs[2], cfg[7] and needs[3],
                  cfg[8] and needs[4]]
@@ -288,7 +292,8 @@ class NativeLIF(torch.autograd.Function):
         outs = torch.ops.brain_ai_kernels.lif_backward(
             h, _contiguous(g_spk, True), _contiguous(g_v, True), _contiguous(g_i),
             _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, x,
-            leak, thr, alpha, kappa, rho, w, cfg, ctx.v_reset, ctx.sp, [int(n) for n in needs])
+            leak, thr, alpha, kappa, rho, w, cfg, ctx.v_reset, ctx.sp, [int(n) for n in needs],
+            needs[0] and h_is_free(ctx.record_v and _is_delayed(cfg)))
         dt = h.dtype
         # outs: gx, gv0, gi0, ga0, gp0 (state dtype), then g leak, θ, α, κ, ρ, w (float64)
         res: list[Tensor | None] = [None, None, None, None]
