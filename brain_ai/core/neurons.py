@@ -38,7 +38,7 @@ from brain_ai.core.state import SpikingState, detach_state
 from brain_ai.core.surrogates import ATan, Surrogate
 from brain_ai.core.unroll import check_chunk_size, snn_unroll
 from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
-from brain_ai.kernels import fused_multi_step
+from brain_ai.kernels import KERNELS, fused_multi_step
 
 __all__ = [
     "AdaptiveLIFNeuron",
@@ -142,7 +142,8 @@ class SpikingNeuronBase(nn.Module):
             peer's implementation, sharing this module's parameters; see
             :mod:`brain_ai.backends`); ``None`` follows the global default.
         kernel: multi-step kernel of the native backend: ``"reference"`` (per-step autograd:
-            gradients in the same operation order as the peers), ``"fused"``, ``"native"``;
+            gradients in the same operation order as the peers), ``"fused"``, ``"native"``,
+            ``"triton"`` (CUDA tensors; opt-in, untested on GPU hardware);
             ``None`` = the fastest exact one. ``$BRAIN_AI_KERNEL`` overrides it. Neurons
             converted from a peer use ``"reference"``; forward results never depend on it.
     """
@@ -190,7 +191,7 @@ class SpikingNeuronBase(nn.Module):
         if backend is not None:
             rules.check_rule(where, "backend", backend, ("native", "snntorch", "spikingjelly"))
         if kernel is not None:
-            rules.check_rule(where, "kernel", kernel, ("reference", "fused", "native"))
+            rules.check_rule(where, "kernel", kernel, KERNELS)
         self.backend = backend
         self.kernel = kernel
         if surrogate is None:

@@ -8,14 +8,19 @@ kernel         what runs
                window, one saved tensor per neuron-step, hand-written backward
 ``native``     :mod:`brain_ai.kernels.native`: the same op as a C++ loop (OpenMP over batch x
                neuron blocks), compiled on first use and cached; CPU only
+``triton``     :mod:`brain_ai.kernels.triton_lif`: the same op as Triton kernels for CUDA
+               tensors. **Opt-in and untested on GPU hardware** (validated only under the
+               Triton interpreter on CPU); never chosen by default
 =============  ============================================================================
 
-``BRAIN_AI_KERNEL=reference|fused|native`` picks one; unset, the fastest available exact kernel
-runs (``native`` on CPU when it compiles, else ``fused``). A call a kernel does not cover falls
-back to the next (``native`` -> ``fused`` -> ``reference``; ``native`` also when no compiler
-exists), never to something inexact: forward spikes, membranes and currents are bit-identical
-to the reference; gradients differ only by summation order (tests/test_kernels.py: within
-1e-6 of the largest entry, and for parameters of the sum of the absolute terms reduced).
+``BRAIN_AI_KERNEL=reference|fused|native|triton`` picks one; unset, the fastest available exact
+kernel runs (``native`` on CPU when it compiles, else ``fused``; ``fused`` on CUDA tensors).
+A call a kernel does not cover falls back to the next (``triton`` -> ``native`` -> ``fused``
+-> ``reference``; ``triton`` on CPU tensors, without Triton or under ``torch.compile``;
+``native`` also when no compiler exists), never to something inexact: forward spikes,
+membranes and currents are bit-identical to the reference; gradients differ only by summation
+order (tests/test_kernels.py: within 1e-6 of the largest entry, and for parameters of the sum
+of the absolute terms reduced).
 
 Covered by ``fused`` and ``native``: every charge rule, reset mechanism, reset timing,
 comparator, ``v_reset``, ``detach_reset``, a current-based synapse, an adaptive threshold
@@ -43,12 +48,12 @@ from torch import Tensor
 from brain_ai.core.functional import LIFParams
 from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
-from brain_ai.kernels import native
+from brain_ai.kernels import native, triton_lif
 from brain_ai.kernels.fused import FusedConfig, run_fused
 
 __all__ = ["KERNELS", "FusedConfig", "fused_config", "fused_multi_step", "selected_kernel"]
 
-KERNELS = ("reference", "fused", "native")
+KERNELS = ("reference", "fused", "native", "triton")
 ENV_VAR = "BRAIN_AI_KERNEL"
 
 
@@ -179,7 +184,9 @@ def fused_multi_step(
     if c.graded:
         extra["graded"] = p.graded.to(dt)  # type: ignore[union-attr]
     outs = None
-    if kernel != "fused" and (not compiling or native.loaded()):
+    if kernel == "triton" and not compiling and not extra:
+        outs = triton_lif.run_dispatched(c, x, state.v, state.i, leak, thr, alpha)
+    if outs is None and kernel != "fused" and (not compiling or native.loaded()):
         outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha, **extra)
     if outs is None:
         if compiling:  # the Python loop would be unrolled: trace the reference instead
