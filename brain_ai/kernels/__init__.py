@@ -25,16 +25,18 @@ of the absolute terms reduced).
 Covered by ``fused`` and ``native``: every charge rule, reset mechanism, reset timing,
 comparator, ``v_reset``, ``detach_reset``, a current-based synapse, an adaptive threshold
 (``AdaptiveLIFNeuron``), a one-to-one recurrence (``RecurrentLIFNeuron(recurrent=
-"one_to_one")``), learnable (scalar or per-neuron) leak, threshold, ``α``, ``κ``, ``ρ`` and
-recurrent weight, ``record=("v",)``, float32/float64 state (lower-precision input is promoted
-as the reference does), every built-in surrogate (``native``; a user-defined surrogate runs on
-``fused``, which calls its ``backward``). ``native`` has a faster loop for the common case
-(β charge, no carried reset, no synapse/adaptation/recurrence). Not covered (the reference
-runs): linear/conv recurrent connections (a matmul per step needs the previous step's spikes
-from the whole layer), refractory periods, learnable delays, graded spikes, other recorded
-fields, and calls under ``vmap``/``jit.trace``. Under ``torch.compile`` the native op is traced
-as one opaque node (its fake implementation gives the shapes); without it the reference is
-traced (the pure-PyTorch loop would be unrolled just the same).
+"one_to_one")``), refractory periods, graded spikes, learnable (scalar or per-neuron) leak,
+threshold, ``α``, ``κ``, ``ρ``, recurrent weight and graded factor, ``record=("v",)``,
+float32/float64 state (lower-precision input is promoted as the reference does), every built-in
+surrogate (``native``; a user-defined surrogate runs on ``fused``, which calls its
+``backward``). ``native`` has a faster loop for the common case (β charge, no carried reset,
+no synapse, adaptation, recurrence, refractory period or graded spikes). ``triton`` covers the
+LIF family without adaptation, recurrence, refractory periods and graded spikes. Not covered
+(the reference runs): linear/conv recurrent connections (a matmul per step needs the previous
+step's spikes of the whole layer), learnable delays, other recorded fields, and calls under
+``vmap``/``jit.trace``. Under ``torch.compile`` the native op is traced as one opaque node (its
+fake implementation gives the shapes); without it the reference is traced (the pure-PyTorch
+loop would be unrolled just the same).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ recurrent input (``w ⊙ s_{t-1}``, added to the synaptic current or to the char
 add two reverse recursions: ``g_s += g_a + g_p``; ``g_a(t-1) = ρ·g_a + κ·g_θ``;
 ``g_p(t-1) = w·g_rec``. The adaptation ``a_t`` and the spikes are rebuilt from ``h`` by the
 same forward scan (``s_t = H(h_t - θ - κ·a_{t-1})`` needs ``a_{t-1}``), so the saved
-activations stay one tensor per neuron-step.
+activations stay one tensor per neuron-step. A refractory period zeroes ``g_h`` where the
+membrane was held (the mask ``ref > 0`` is rebuilt by the same scan); graded spikes
+(``out = s·g``) scale the spike's gradient: ``g_g += g_out·s``, ``g_s = g_out·g``.
 Learnable ``α`` and the ``*_input`` charges with a learnable leak also keep a reference to the
 input ``x`` (no copy) to rebuild the synaptic current.
 

@@ -156,8 +156,10 @@ enum Surr : int64_t {
 
 struct Cfg {
   int64_t charge, reset, timing, surr;
-  bool ge, syn, detach, adapt, recur;  // adapt: θ + κ·a, a' = ρ·a + s; recur: + w ⊙ s_{t-1}
+  bool ge, syn, detach, adapt, recur;  // adapt: θ + κ·a, a' = ρ·a + s; recur: + w ⊙ out_{t-1}
   double vr, sp;
+  int64_t refr = 0;     // refractory steps R: h <- v_reset while ref > 0 (0: none)
+  bool graded = false;  // the output is s·g
   bool carried() const { return timing != IMMEDIATE && reset != NONE; }
   bool pre() const { return timing == DELAYED_PRE || timing == COMPENSATED_PRE; }
   bool delayed() const { return timing == DELAYED || timing == DELAYED_PRE || reset == NONE; }
@@ -165,9 +167,9 @@ struct Cfg {
 };
 
 Cfg parse(c10::IntArrayRef cfg, double vr, double sp) {
-  TORCH_CHECK(cfg.size() == 9, "brain_ai lif: cfg must have 9 entries");
-  return Cfg{cfg[0],      cfg[1],      cfg[2],      cfg[6], cfg[3] != 0, cfg[4] != 0,
-             cfg[5] != 0, cfg[7] != 0, cfg[8] != 0, vr,     sp};
+  TORCH_CHECK(cfg.size() == 11, "brain_ai lif: cfg must have 11 entries");
+  return Cfg{cfg[0],      cfg[1],      cfg[2], cfg[6], cfg[3] != 0,  cfg[4] != 0, cfg[5] != 0,
+             cfg[7] != 0, cfg[8] != 0, vr,     sp,     cfg[9], cfg[10] != 0};
 }
 
 template <typename T>
@@ -311,11 +313,16 @@ struct FwdArgs {
   const T *a0 = nullptr, *p0 = nullptr, *kp = nullptr, *rh = nullptr, *w = nullptr;
   T *aT = nullptr, *pT = nullptr;
   int64_t krs = 0, rrs = 0, wrs = 0;
+  // refractory counter (ref0 -> ref_T) and graded-spike factor g, when configured
+  const T *ref0 = nullptr, *g = nullptr;
+  T* refT = nullptr;
+  int64_t grs = 0;
 };
 
 template <typename T>
 void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
-  T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK], ad[BLK], pr[BLK], rec[BLK], the[BLK];
+  T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK], ad[BLK], pr[BLK], rec[BLK], the[BLK],
+      rf[BLK], out[BLK];
   const int64_t base = b * a.N + n0;
   const T* lk = a.leak + b * a.lrs + n0;
   const T* th = a.th + b * a.trs + n0;
@@ -323,12 +330,16 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
   const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
   const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
+  const T* gg = c.graded ? a.g + b * a.grs + n0 : nullptr;
   const T* thf = c.adapt ? the : th;  // the threshold compared: θ + κ·a with adaptation
+  const T* outp = c.graded ? out : s;  // the output: s·g with graded spikes
   const T vr = T(c.vr);
+  const T R = T(c.refr);
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   if (c.syn) for (int64_t k = 0; k < len; ++k) cur[k] = a.i0[base + k];
   if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = a.a0[base + k];
   if (c.recur) for (int64_t k = 0; k < len; ++k) pr[k] = a.p0[base + k];
+  if (c.refr) for (int64_t k = 0; k < len; ++k) rf[k] = a.ref0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
     const T* xt = a.x + b * a.xsb + t * a.xst + n0;
@@ -371,14 +382,22 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) h[k] = h[k] - r[k] * (h[k] - vr);
       }
     }
+    if (c.refr) for (int64_t k = 0; k < len; ++k) h[k] = rf[k] > T(0) ? vr : h[k];
     if (c.adapt) for (int64_t k = 0; k < len; ++k) the[k] = th[k] + kp[k] * ad[k];
     for (int64_t k = 0; k < len; ++k) d[k] = h[k] - thf[k];
     spikes_of(d, s, len, c.ge);
     reset_of(c, h, s, r, thf, v, len);
     if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = rh[k] * ad[k] + s[k];
-    if (c.recur) for (int64_t k = 0; k < len; ++k) pr[k] = s[k];
+    if (c.refr) {  // where(s > 0, R, max(ref - 1, 0))
+      for (int64_t k = 0; k < len; ++k) {
+        const T dec = rf[k] - T(1);
+        rf[k] = s[k] > T(0) ? R : (dec < T(0) ? T(0) : dec);
+      }
+    }
+    if (c.graded) for (int64_t k = 0; k < len; ++k) out[k] = s[k] * gg[k];
+    if (c.recur) for (int64_t k = 0; k < len; ++k) pr[k] = outp[k];
     T* so = a.spk + off;
-    for (int64_t k = 0; k < len; ++k) so[k] = s[k];
+    for (int64_t k = 0; k < len; ++k) so[k] = outp[k];
     if (a.h) {
       T* ho = a.h + off;
       for (int64_t k = 0; k < len; ++k) ho[k] = h[k];
@@ -392,6 +411,7 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (c.syn) for (int64_t k = 0; k < len; ++k) a.iT[base + k] = cur[k];
   if (c.adapt) for (int64_t k = 0; k < len; ++k) a.aT[base + k] = ad[k];
   if (c.recur) for (int64_t k = 0; k < len; ++k) a.pT[base + k] = pr[k];
+  if (c.refr) for (int64_t k = 0; k < len; ++k) a.refT[base + k] = rf[k];
 }
 
 template <typename T>
@@ -409,13 +429,17 @@ struct BwdArgs {
   T *ga0 = nullptr, *gp0 = nullptr;
   double *gk = nullptr, *gr = nullptr, *gw = nullptr;
   int64_t krs = 0, rrs = 0, wrs = 0;
+  const T *ref0 = nullptr, *g = nullptr;  // refractory counter, graded-spike factor
+  double* gg = nullptr;
+  int64_t grs = 0;
 };
 
 // Scratch rows of one backward work item, kept per thread across calls.
 template <typename T>
 struct BwdScratch {
   std::vector<uint8_t> rbuf;  // carried resets r_t of the compensated timings
-  std::vector<uint8_t> sbuf;  // spikes s_t (adaptation / recurrence)
+  std::vector<uint8_t> sbuf;  // spikes s_t (adaptation / recurrence / refractory / graded)
+  std::vector<uint8_t> mbuf;  // refractory masks: ref > 0 before step t
   std::vector<T> ibuf;        // drives i_t (and i0)
   std::vector<T> abuf;        // adaptation a_{t-1} before each step
 };
@@ -425,8 +449,8 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
                BwdScratch<T>& sc) {
   T gv[BLK], gi[BLK], r[BLK], d[BLK], s[BLK], gs[BLK], ghr[BLK], sg[BLK], gh[BLK], gv1[BLK],
       gd[BLK], vp[BLK], v1[BLK], hp[BLK], sp[BLK], rp[BLK], ga[BLK], gp[BLK], the[BLK],
-      thq[BLK], gte[BLK], ad[BLK], grc[BLK];
-  double accl[BLK], acct[BLK], acca[BLK], acck[BLK], accr[BLK], accw[BLK];
+      thq[BLK], gte[BLK], ad[BLK], grc[BLK], rf[BLK];
+  double accl[BLK], acct[BLK], acca[BLK], acck[BLK], accr[BLK], accw[BLK], accg[BLK];
   const int64_t Tn = a.T_, N = a.N;
   const int64_t base = b * N + n0;
   const T* lk = a.leak + b * a.lrs + n0;
@@ -435,20 +459,22 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
   const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
   const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
+  const T* gg = c.graded ? a.g + b * a.grs + n0 : nullptr;
   const T vr = T(c.vr);
+  const T R = T(c.refr);
   const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
   const bool need_al = a.gal != nullptr;
   // the gradient w.r.t. the threshold compared (θ + κ·a) feeds a's recursion too
   const bool need_te = need_th || c.adapt;
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   const bool need_i = need_drive || need_al;
-  const bool scan_s = c.adapt || c.recur;
+  const bool scan_s = c.adapt || c.recur || c.refr || c.graded;
   for (int64_t k = 0; k < len; ++k) {
     gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
     gi[k] = (c.syn && a.giT) ? a.giT[base + k] : T(0);
     ga[k] = (c.adapt && a.gaT) ? a.gaT[base + k] : T(0);
     gp[k] = (c.recur && a.gpT) ? a.gpT[base + k] : T(0);
-    accl[k] = acct[k] = acca[k] = acck[k] = accr[k] = accw[k] = 0.0;
+    accl[k] = acct[k] = acca[k] = acck[k] = accr[k] = accw[k] = accg[k] = 0.0;
   }
   // Forward scan: the carried resets of the compensated timings; with adaptation or
   // recurrence also a_{t-1} and the spikes (s_t = H(h_t - θ - κ·a_{t-1}) needs a_{t-1}).
@@ -457,6 +483,8 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     if (scan_r) sc.rbuf.resize(static_cast<size_t>(Tn * len));
     if (scan_s) sc.sbuf.resize(static_cast<size_t>(Tn * len));
     if (c.adapt) sc.abuf.resize(static_cast<size_t>(Tn * len));
+    if (c.refr) sc.mbuf.resize(static_cast<size_t>(Tn * len));
+    if (c.refr) for (int64_t k = 0; k < len; ++k) rf[k] = a.ref0[base + k];
     if (scan_r) {
       for (int64_t k = 0; k < len; ++k) d[k] = a.v0[base + k] - th[k];
       spikes_of(d, r, len, c.ge);
@@ -466,6 +494,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     for (int64_t t = 0; t < Tn; ++t) {
       const T* ht = a.h + (b * Tn + t) * N + n0;
       if (scan_r) for (int64_t k = 0; k < len; ++k) sc.rbuf[t * len + k] = r[k] != T(0);
+      if (c.refr) for (int64_t k = 0; k < len; ++k) sc.mbuf[t * len + k] = rf[k] > T(0);
       if (c.adapt) {
         for (int64_t k = 0; k < len; ++k) sc.abuf[t * len + k] = ad[k];
         for (int64_t k = 0; k < len; ++k) the[k] = th[k] + kp[k] * ad[k];
@@ -479,8 +508,20 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         spikes_of(d, r, len, c.ge);
       }
       if (c.adapt) for (int64_t k = 0; k < len; ++k) ad[k] = rh[k] * ad[k] + s[k];
+      if (c.refr) {
+        for (int64_t k = 0; k < len; ++k) {
+          const T dec = rf[k] - T(1);
+          rf[k] = s[k] > T(0) ? R : (dec < T(0) ? T(0) : dec);
+        }
+      }
     }
   }
+  // the output of step t-1 (the recurrent input of step t): s, or s·g with graded spikes
+  auto prev_out = [&](int64_t t, int64_t k) -> T {
+    if (t == 0) return a.p0[base + k];
+    const T sk = T(sc.sbuf[(t - 1) * len + k]);
+    return c.graded ? sk * gg[k] : sk;
+  };
   if (need_i) {  // ibuf[t] = drive of step t (i_t, or x_t without a synapse); ibuf[-1] = i0
     sc.ibuf.resize(static_cast<size_t>((Tn + 1) * len));
     T* ib = sc.ibuf.data() + len;
@@ -492,10 +533,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       if (c.syn) {
         for (int64_t k = 0; k < len; ++k) cur[k] = al[k] * prev[k] + xt[k];
         if (c.recur) {
-          for (int64_t k = 0; k < len; ++k) {
-            const T pk = t > 0 ? T(sc.sbuf[(t - 1) * len + k]) : a.p0[base + k];
-            cur[k] = cur[k] + pk * w[k];
-          }
+          for (int64_t k = 0; k < len; ++k) cur[k] = cur[k] + prev_out(t, k) * w[k];
         }
       } else {
         for (int64_t k = 0; k < len; ++k) cur[k] = xt[k];
@@ -559,8 +597,12 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     } else {
       for (int64_t k = 0; k < len; ++k) gs[k] = T(0);
     }
+    if (c.recur) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + gp[k];  // out_t feeds t+1
+    if (c.graded) {  // out = s·g
+      if (a.gg) for (int64_t k = 0; k < len; ++k) accg[k] += double(gs[k] * s[k]);
+      for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] * gg[k];
+    }
     if (c.adapt) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + ga[k];  // a_t = ρ·a + s_t
-    if (c.recur) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + gp[k];  // s_t feeds t+1
     for (int64_t k = 0; k < len; ++k) gte[k] = T(0);
     // same-step reset
     if (c.delayed()) {
@@ -592,6 +634,10 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     }
     surrogate(c, d, gs, sg, len);
     for (int64_t k = 0; k < len; ++k) gh[k] = ghr[k] + sg[k];
+    if (c.refr) {  // h = where(ref > 0, v_reset, h)
+      const uint8_t* m = sc.mbuf.data() + t * len;
+      for (int64_t k = 0; k < len; ++k) gh[k] = m[k] ? T(0) : gh[k];
+    }
     if (need_te) {
       if (c.adapt) {
         for (int64_t k = 0; k < len; ++k) gte[k] = gte[k] + (-sg[k]);
@@ -680,10 +726,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     }
     if (c.recur) {  // rec = p_{t-1}·w
       if (a.gw) {
-        for (int64_t k = 0; k < len; ++k) {
-          const T pk = t > 0 ? T(sc.sbuf[(t - 1) * len + k]) : a.p0[base + k];
-          accw[k] += double(grc[k] * pk);
-        }
+        for (int64_t k = 0; k < len; ++k) accw[k] += double(grc[k] * prev_out(t, k));
       }
       for (int64_t k = 0; k < len; ++k) gp[k] = grc[k] * w[k];
     }
@@ -714,6 +757,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (a.gk) for (int64_t k = 0; k < len; ++k) a.gk[base + k] = acck[k];
   if (a.gr) for (int64_t k = 0; k < len; ++k) a.gr[base + k] = accr[k];
   if (a.gw) for (int64_t k = 0; k < len; ++k) a.gw[base + k] = accw[k];
+  if (a.gg) for (int64_t k = 0; k < len; ++k) a.gg[base + k] = accg[k];
 }
 
 // Threads and stragglers. Items (batch row x neuron block) are claimed one chunk at a time
@@ -802,7 +846,8 @@ constexpr int64_t FAST_BLK = 2048;
 constexpr int64_t PREFETCH = 4;  // steps ahead
 
 bool fast_fwd_ok(const Cfg& c) {
-  return c.charge == BETA && !c.carried() && !c.syn && !c.adapt && !c.recur;
+  return c.charge == BETA && !c.carried() && !c.syn && !c.adapt && !c.recur && !c.refr &&
+         !c.graded;
 }
 
 template <typename T, int64_t RS>
@@ -1076,9 +1121,10 @@ using Opt = std::optional<at::Tensor>;
 bool given(const Opt& t) { return t.has_value() && t->defined(); }
 
 std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, const Opt& i0,
-                                    const Opt& a0, const Opt& p0, const at::Tensor& leak,
-                                    const at::Tensor& th, const Opt& alpha, const Opt& kappa,
-                                    const Opt& rho, const Opt& w, c10::IntArrayRef cfg_list,
+                                    const Opt& a0, const Opt& p0, const Opt& ref0,
+                                    const at::Tensor& leak, const at::Tensor& th,
+                                    const Opt& alpha, const Opt& kappa, const Opt& rho,
+                                    const Opt& w, const Opt& graded, c10::IntArrayRef cfg_list,
                                     double v_reset, double surrogate_param, bool save_h,
                                     bool record_v) {
   const Cfg c = parse(cfg_list, v_reset, surrogate_param);
@@ -1108,6 +1154,15 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
     check(*p0, "p0", dt, B * N);
     wrs = check_param(*w, "w", dt, B, N);
   }
+  int64_t grs = 0;
+  if (c.refr) {
+    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
+    check(*ref0, "ref0", dt, B * N);
+  }
+  if (c.graded) {
+    TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
+    grs = check_param(*graded, "graded", dt, B, N);
+  }
   auto opts = x.options();
   at::Tensor spk = pooled_empty({B, T_, N}, dt);
   at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
@@ -1117,8 +1172,9 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
   at::Tensor iT = c.syn ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   at::Tensor aT = c.adapt ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   at::Tensor pT = c.recur ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
+  at::Tensor refT = c.refr ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
-    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow;
+    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow, grow;
     FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr,
                         param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
@@ -1141,6 +1197,14 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
       a.pT = pT.data_ptr<scalar_t>();
       a.wrs = wrs;
     }
+    if (c.refr) {
+      a.ref0 = ref0->data_ptr<scalar_t>();
+      a.refT = refT.data_ptr<scalar_t>();
+    }
+    if (c.graded) {
+      a.g = param_rows<scalar_t>(*graded, N, grow);
+      a.grs = grs;
+    }
     if (fast_fwd_ok(c)) {
       auto go = [&](auto fn) {
         for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
@@ -1156,17 +1220,18 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
       });
     }
   });
-  return {spk, h, vT, iT, aT, pT, trace};
+  return {spk, h, vT, iT, aT, pT, refT, trace};
 }
 
 std::vector<at::Tensor> lif_backward(
     const at::Tensor& h, const Opt& gspk, const Opt& gvT, const Opt& giT, const Opt& gaT,
     const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0, const Opt& a0,
-    const Opt& p0, const Opt& x, const at::Tensor& leak, const at::Tensor& th, const Opt& alpha,
-    const Opt& kappa, const Opt& rho, const Opt& w, c10::IntArrayRef cfg_list, double v_reset,
-    double surr_param, c10::IntArrayRef needs, bool gx_into_h) {
-  // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w
-  TORCH_CHECK(needs.size() == 11, "brain_ai lif: needs must have 11 entries");
+    const Opt& p0, const Opt& ref0, const Opt& x, const at::Tensor& leak, const at::Tensor& th,
+    const Opt& alpha, const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
+    c10::IntArrayRef cfg_list, double v_reset, double surr_param, c10::IntArrayRef needs,
+    bool gx_into_h) {
+  // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, graded
+  TORCH_CHECK(needs.size() == 12, "brain_ai lif: needs must have 12 entries");
   const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0, need_leak = needs[5] != 0,
              need_th = needs[6] != 0;
   const Cfg c = parse(cfg_list, v_reset, surr_param);
@@ -1174,6 +1239,7 @@ std::vector<at::Tensor> lif_backward(
   const bool need_a0 = c.adapt && needs[3] != 0, need_kappa = c.adapt && needs[8] != 0,
              need_rho = c.adapt && needs[9] != 0;
   const bool need_p0 = c.recur && needs[4] != 0, need_w = c.recur && needs[10] != 0;
+  const bool need_g = c.graded && needs[11] != 0;
   const int64_t B = h.size(0), T_ = h.size(1), N = h.size(2);
   const auto dt = h.scalar_type();
   check(h, "h", dt, B * T_ * N);
@@ -1209,6 +1275,15 @@ std::vector<at::Tensor> lif_backward(
     wrs = check_param(*w, "w", dt, B, N);
     if (gpT && gpT->numel()) check(*gpT, "grad prev_spk", dt, B * N);
   }
+  int64_t grs = 0;
+  if (c.refr) {
+    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
+    check(*ref0, "ref0", dt, B * N);
+  }
+  if (c.graded) {
+    TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
+    grs = check_param(*graded, "graded", dt, B, N);
+  }
   if (need_drive || (c.syn && need_alpha)) {
     TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
     check_x(*x, dt, B, T_, N);
@@ -1231,8 +1306,9 @@ std::vector<at::Tensor> lif_backward(
   at::Tensor gk = need_kappa ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor gr = need_rho ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   at::Tensor gw = need_w ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor ggr = need_g ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
-    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow;
+    std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow, grow;
     BwdArgs<scalar_t> a{h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(gspk),
                         ptr_or_null<scalar_t>(gvT), ptr_or_null<scalar_t>(giT),
                         ptr_or_null<scalar_t>(gtr), v0.data_ptr<scalar_t>(),
@@ -1265,6 +1341,12 @@ std::vector<at::Tensor> lif_backward(
       a.gw = need_w ? gw.data_ptr<double>() : nullptr;
       a.wrs = wrs;
     }
+    if (c.refr) a.ref0 = ref0->data_ptr<scalar_t>();
+    if (c.graded) {
+      a.g = param_rows<scalar_t>(*graded, N, grow);
+      a.gg = need_g ? ggr.data_ptr<double>() : nullptr;
+      a.grs = grs;
+    }
     if (fast_bwd_ok(c, a)) {
       if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
       else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);
@@ -1276,22 +1358,23 @@ std::vector<at::Tensor> lif_backward(
       bwd_block(c, a, b, n0, len, scratch);
     });
   });
-  return {gx, gv0, gi0, ga0, gp0, gl, gt, ga, gk, gr, gw};
+  return {gx, gv0, gi0, ga0, gp0, gl, gt, ga, gk, gr, gw, ggr};
 }
 
 }  // namespace
 
 TORCH_LIBRARY(brain_ai_kernels, m) {
   m.def(
-      "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor? a0, Tensor? p0, Tensor leak, "
-      "Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, int[] cfg, "
-      "float v_reset, float surrogate_param, bool save_h, bool record_v) -> Tensor[]");
+      "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor? a0, Tensor? p0, Tensor? ref0, "
+      "Tensor leak, Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, "
+      "Tensor? graded, int[] cfg, float v_reset, float surrogate_param, bool save_h, "
+      "bool record_v) -> Tensor[]");
   m.def(
       "lif_backward(Tensor h, Tensor? grad_spikes, Tensor? grad_v, Tensor? grad_i, "
       "Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, Tensor? i0, "
-      "Tensor? a0, Tensor? p0, Tensor? x, Tensor leak, Tensor threshold, Tensor? alpha, "
-      "Tensor? kappa, Tensor? rho, Tensor? w, int[] cfg, float v_reset, "
-      "float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");
+      "Tensor? a0, Tensor? p0, Tensor? ref0, Tensor? x, Tensor leak, Tensor threshold, "
+      "Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, Tensor? graded, int[] cfg, "
+      "float v_reset, float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");
   m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
   m.def("pool_cached() -> int", [] { return Pool::get().cached(); });
 }

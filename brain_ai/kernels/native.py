@@ -185,13 +185,12 @@ def native_config(c: FusedConfig, x: Tensor) -> list[int] | None:
     """The op's integer config for ``c``, or ``None`` where the native op does not apply."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return None
-    if c.refractory or c.graded:  # not in the C++ loop yet: the fused op runs them
-        return None
     surr = _SURROGATES.get(type(c.surrogate))
     if surr is None:  # a user-defined surrogate: only the fused op calls its backward
         return None
     return [_CHARGES[c.charge], _RESETS[c.reset], _TIMINGS[c.timing], int(c.comparator == ">="),
-            int(c.synapse), int(c.detach_reset), surr[0], int(c.adapt), int(c.recur)]
+            int(c.synapse), int(c.detach_reset), surr[0], int(c.adapt), int(c.recur),
+            int(c.refractory), int(c.graded)]
 
 
 def _surrogate_param(cfg: list[int]) -> tuple[int, str | None]:
@@ -213,17 +212,18 @@ def _register_python_side() -> None:
     lib = "brain_ai_kernels"
 
     @torch.library.register_fake(f"{lib}::lif_forward")
-    def _fwd_fake(x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, cfg, v_reset,
-                  surrogate_param, save_h, record_v):
+    def _fwd_fake(x, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho, w, graded, cfg,
+                  v_reset, surrogate_param, save_h, record_v):
         b, t, n = x.shape
         seq, row, none = x.new_empty((b, t, n)), x.new_empty((b, n)), x.new_empty((0,))
         return [seq, seq.clone() if save_h else none, row, row.clone() if cfg[4] else none,
                 row.clone() if cfg[7] else none, row.clone() if cfg[8] else none,
+                row.clone() if cfg[9] else none,
                 seq.clone() if record_v and not _is_delayed(cfg) else none.clone()]
 
     @torch.library.register_fake(f"{lib}::lif_backward")
-    def _bwd_fake(h, gspk, gv, gi, ga, gp, gtr, v0, i0, a0, p0, x, leak, threshold, alpha,
-                  kappa, rho, w, cfg, v_reset, surrogate_param, needs, gx_into_h):
+    def _bwd_fake(h, gspk, gv, gi, ga, gp, gtr, v0, i0, a0, p0, ref0, x, leak, threshold,
+                  alpha, kappa, rho, w, graded, cfg, v_reset, surrogate_param, needs, gx_into_h):
         b, t, n = h.shape
         flags = [bool(needs[0]), bool(needs[1]), cfg[4] and needs[2], cfg[7] and needs[3],
                  cfg[8] and needs[4]]
@@ -231,7 +231,7 @@ def _register_python_side() -> None:
         outs = [h.new_empty(sz) if f else h.new_empty((0,))
                 for f, sz in zip(flags, sizes, strict=True)]
         dflags = [needs[5], needs[6], cfg[4] and needs[7], cfg[7] and needs[8],
-                  cfg[7] and needs[9], cfg[8] and needs[10]]
+                  cfg[7] and needs[9], cfg[8] and needs[10], cfg[10] and needs[11]]
         outs += [h.new_empty((b, n) if f else (0,), dtype=torch.float64) for f in dflags]
         return outs
 
@@ -251,54 +251,61 @@ def _contiguous(g: Tensor | None, allow_scalar: bool = False) -> Tensor | None:
 class NativeLIF(torch.autograd.Function):
     """The C++ op as one autograd node (inputs flattened to ``(B, T, N)`` / ``(B, N)``).
 
-    ``(cfg, v_reset, surrogate_param, record_v, x, v0, i0, a0, p0, leak, θ, α, κ, ρ, w) ->
-    (spikes, v_T[, i_T][, a_T][, p_T][, v_trace])`` (as :class:`brain_ai.kernels.fused.FusedLIF`);
+    ``(cfg, v_reset, surrogate_param, record_v, x, v0, i0, a0, p0, ref0, leak, θ, α, κ, ρ, w,
+    g) -> (spikes, v_T[, i_T][, a_T][, p_T][, ref_T][, v_trace])`` (as
+    :class:`brain_ai.kernels.fused.FusedLIF`);
     saves ``h`` ``(B, T, N)`` and the ``(B, N)`` inputs.
     """
 
     @staticmethod
     def forward(ctx, cfg: list[int], v_reset: float, surrogate_param: float,  # type: ignore[override]
                 record_v: bool, *ins: Tensor | None) -> tuple[Tensor, ...]:
-        # ins: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w
+        # ins: x, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho, w, graded
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         grad = any(needs[4:])
         delayed = _is_delayed(cfg)
-        spk, h, v_t, i_t, a_t, p_t, trace = torch.ops.brain_ai_kernels.lif_forward(
+        spk, h, v_t, i_t, a_t, p_t, ref_t, trace = torch.ops.brain_ai_kernels.lif_forward(
             *ins, cfg, v_reset, surrogate_param, grad or (record_v and delayed), record_v)
         outs = [spk, v_t] + ([i_t] if cfg[4] else []) + ([a_t] if cfg[7] else []) + (
-            [p_t] if cfg[8] else [])
+            [p_t] if cfg[8] else []) + ([ref_t] if cfg[9] else [])
         if record_v:
             outs.append(h if delayed else trace)
         if grad:
-            x, v0, i0, a0, p0, leak, thr, alpha, kappa, rho, w = ins
-            keep_x = (cfg[4] and needs[11]) or (needs[9] and cfg[0] in (2, 4))
-            ctx.save_for_backward(h, v0, i0, a0, p0, x if keep_x else None, leak, thr, alpha,
-                                  kappa, rho, w)
+            x, v0, i0, a0, p0, ref0, leak, thr, alpha, kappa, rho, w, graded = ins
+            keep_x = (cfg[4] and needs[12]) or (needs[10] and cfg[0] in (2, 4))
+            ctx.save_for_backward(h, v0, i0, a0, p0, ref0, x if keep_x else None, leak, thr,
+                                  alpha, kappa, rho, w, graded)
         ctx.cfg, ctx.v_reset, ctx.sp, ctx.record_v = cfg, v_reset, surrogate_param, record_v
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        h, v0, i0, a0, p0, x, leak, thr, alpha, kappa, rho, w = ctx.saved_tensors
-        needs = [bool(n) for n in ctx.needs_input_grad[4:]]
+        h, v0, i0, a0, p0, ref0, x, leak, thr, alpha, kappa, rho, w, graded = ctx.saved_tensors
+        # gradients of x, v0, i0, a0, p0, leak, θ, α, κ, ρ, w, g (ref0: a counter, none)
+        flags = ctx.needs_input_grad[4:]
+        needs = [bool(n) for n in flags[:5] + flags[6:]]
         cfg = ctx.cfg
         it = iter(grads)
         g_spk, g_v = next(it), next(it)
         g_i = next(it) if cfg[4] else None
         g_a = next(it) if cfg[7] else None
         g_p = next(it) if cfg[8] else None
+        if cfg[9]:
+            next(it)  # ref_T: a counter, no gradient
         g_tr = next(it) if ctx.record_v else None
         outs = torch.ops.brain_ai_kernels.lif_backward(
             h, _contiguous(g_spk, True), _contiguous(g_v, True), _contiguous(g_i),
-            _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, x,
-            leak, thr, alpha, kappa, rho, w, cfg, ctx.v_reset, ctx.sp, [int(n) for n in needs],
+            _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, ref0, x,
+            leak, thr, alpha, kappa, rho, w, graded, cfg, ctx.v_reset, ctx.sp,
+            [int(n) for n in needs],
             needs[0] and h_is_free(ctx.record_v and _is_delayed(cfg)))
         dt = h.dtype
-        # outs: gx, gv0, gi0, ga0, gp0 (state dtype), then g leak, θ, α, κ, ρ, w (float64)
+        # outs: gx, gv0, gi0, ga0, gp0 (state dtype), then g leak, θ, α, κ, ρ, w, g (float64)
         res: list[Tensor | None] = [None, None, None, None]
         for j, g in enumerate(outs):
             res.append((g if j < 5 else g.to(dt)) if needs[j] and g.numel() else None)
+        res.insert(9, None)  # ref0
         return tuple(res)
 
 
@@ -348,8 +355,9 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     if n > 1 and xs.stride(2) != 1:  # the op takes any batch/time strides, not a strided N
         xs = xs.contiguous()
     outs = NativeLIF.apply(
-        cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0), flat(a0), flat(p0),
-        param(leak), param(threshold), param(alpha), param(kappa), param(rho), param(w_rec))
+        cfg, c.v_reset, sp, c.record_v, xs, flat(v0), flat(i0), flat(a0), flat(p0), flat(ref0),
+        param(leak), param(threshold), param(alpha), param(kappa), param(rho), param(w_rec),
+        param(graded))
     if one:
         return tuple(outs)
     seq = torch.Size((b, steps, *feat))
