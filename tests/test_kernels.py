@@ -23,10 +23,21 @@ from dataclasses import replace
 
 import pytest
 import torch
+from kernel_checks import (
+    CHARGES,
+    PARAM_NAMES,
+    RESETS,
+    SURROGATES,
+    TIMINGS,
+    assert_bitwise,
+    contribution_scale,
+    leaves,
+    param,
+)
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
+from brain_ai.core.functional import LIFParams, lif_multi_step
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron, _OneToOne
 from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
@@ -34,14 +45,6 @@ from brain_ai.kernels import fused_config, fused_multi_step, native
 from brain_ai.kernels.fused import run_fused
 
 B, T, N = 3, 50, 7
-SURROGATES = [S.ATan(), S.FastSigmoid(), S.STE(), S.Sigmoid(alpha=3.0), S.Triangular(),
-              S.PiecewiseQuadratic(alpha=0.8), S.PiecewiseExp(), S.SoftSign(), S.SuperSpike(),
-              S.Erf()]
-RESETS = ["subtract", "zero", "none"]
-TIMINGS = ["immediate", "delayed", "delayed_pre", "compensated", "compensated_pre"]
-CHARGES = ["beta", "tau", "tau_input", "rate", "rate_input"]
-
-
 def _has_compiler() -> bool:
     return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
 
@@ -58,15 +61,6 @@ def _native_builds() -> None:
     """Where a compiler exists the native op must build (a failure is a test failure)."""
     if _has_compiler():
         assert native.available(), native.load_error()
-
-
-def bits(t: Tensor) -> Tensor:
-    return t.detach().contiguous().view({4: torch.int32, 8: torch.int64}[t.element_size()])
-
-
-def assert_bitwise(a: Tensor, b: Tensor, what: str) -> None:
-    torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{what} differs")
-    assert torch.equal(bits(a), bits(b)), f"{what}: same values, different bits (signed zero?)"
 
 
 # ---------------------------------------------------------------- one configuration
@@ -131,23 +125,6 @@ def _loss(s: Tensor, st: SpikingState, trace: Tensor, w: list[Tensor]) -> Tensor
     return loss
 
 
-PARAM_NAMES = ("leak", "threshold", "alpha", "adapt_scale", "adapt_decay", "recurrent",
-               "graded")
-
-
-def _param(p: LIFParams, name: str) -> Tensor | None:
-    t = getattr(p, name)
-    return t.V if isinstance(t, _OneToOne) else t
-
-
-def _with_param(p: LIFParams, name: str, value: Tensor) -> LIFParams:
-    return replace(p, **{name: _OneToOne(value, False) if name == "recurrent" else value})
-
-
-def _leaves(p: LIFParams) -> list[Tensor]:
-    return [t for t in (_param(p, n) for n in PARAM_NAMES) if t is not None and t.requires_grad]
-
-
 STATE_FIELDS = ("v", "i", "a", "prev_spk")
 
 
@@ -172,40 +149,9 @@ def run(kernel: str, p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
         s, out, tr = res
     fwd = [s, out.v, tr["v"], *_state_leaves(out)[1:]] + ([out.ref] if out.ref is not None
                                                             else [])
-    ins = [x, *_state_leaves(st), *_leaves(p)]
+    ins = [x, *_state_leaves(st), *leaves(p)]
     grads = torch.autograd.grad(_loss(s, out, tr["v"], w), ins)
     return [f.detach() for f in fwd], list(grads)
-
-
-def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor],
-                       loss_fn: Callable[..., Tensor] | None = None) -> list[Tensor]:
-    """Per learnable parameter: sum over steps and batch of |its gradient terms|
-    (``loss_fn(spikes, state, v_trace)``; default: :func:`_loss` with weights ``w``)."""
-    per_step: list[dict[str, Tensor]] = []
-    state = st
-    spikes, vs = [], []
-    for x_t in x.unbind(1):
-        copies = {name: _param(p, name).detach().expand_as(x_t).clone().requires_grad_()
-                  for name in PARAM_NAMES
-                  if _param(p, name) is not None and _param(p, name).requires_grad}
-        q = p
-        for name, value in copies.items():
-            q = _with_param(q, name, value)
-        s, state = lif_step(x_t, state, q)
-        per_step.append(copies)
-        spikes.append(s)
-        vs.append(state.v)
-    loss = (_loss(torch.stack(spikes, 1), state, torch.stack(vs, 1), w) if loss_fn is None
-            else loss_fn(torch.stack(spikes, 1), state, torch.stack(vs, 1)))
-    names = list(per_step[0])
-    flat = [c[n] for c in per_step for n in names]
-    grads = torch.autograd.grad(loss, flat, allow_unused=True)
-    scale = []
-    for j, name in enumerate(names):
-        total = sum((g.abs() for g in grads[j::len(names)] if g is not None),
-                    torch.zeros_like(x[:, 0]))
-        scale.append(total.sum_to_size(_param(p, name).shape))
-    return scale
 
 
 def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingState,
@@ -224,10 +170,10 @@ def assert_matches_reference(kernel: str, p: LIFParams, x: Tensor, st: SpikingSt
         err = (got_g[j] - ref_g[j]).abs().max() / ref_g[j].abs().max().clamp_min(1e-30)
         assert err <= tol, f"grad {name}: relative error {err:.3g}"
     if len(ref_g) > n_state:
-        scales = contribution_scale(p, x, st, w)
-        for leaf, a, b, sc in zip(_leaves(p), got_g[n_state:], ref_g[n_state:], scales,
+        scales = contribution_scale(p, x, st, lambda s, o, tr: _loss(s, o, tr, w))
+        for leaf, a, b, sc in zip(leaves(p), got_g[n_state:], ref_g[n_state:], scales,
                                   strict=True):
-            name = next(n for n in PARAM_NAMES if _param(p, n) is leaf)
+            name = next(n for n in PARAM_NAMES if param(p, n) is leaf)
             err = ((a - b).abs() / sc.clamp_min(1e-30)).max()
             assert err <= tol, f"grad {name}: {err:.3g} of the sum of |terms| ({a} vs {b})"
 
@@ -655,7 +601,7 @@ def test_fast_path_gradient_forms(kernel: str, loss: str, x_grad: bool,
     ``.sum()``) or full; the input with or without a gradient of its own (then only v0 and
     the learnable threshold get one)."""
     loss_fn = LOSSES[loss]
-    p, x, st, w = make_case(60, reset="zero" if x_grad else "subtract", learn=False)
+    p, x, st, _ = make_case(60, reset="zero" if x_grad else "subtract", learn=False)
     p = replace(p, threshold=p.threshold.detach().requires_grad_())
 
     def go(k: str) -> list[Tensor]:
@@ -670,7 +616,7 @@ def test_fast_path_gradient_forms(kernel: str, loss: str, x_grad: bool,
         return list(torch.autograd.grad(loss_fn(s, out, tr["v"]), ins, allow_unused=True))
 
     ref, got = go("reference"), go(kernel)
-    scale = contribution_scale(p, x, st, w, loss_fn)[0]
+    scale = contribution_scale(p, x, st, loss_fn)[0]
     for j, (a, b) in enumerate(zip(got, ref, strict=True)):
         if b is None:
             assert a is None or not a.any()
@@ -793,7 +739,7 @@ def test_strided_inputs_without_copies(kernel: str, learn: bool,
             else:
                 monkeypatch.setenv("BRAIN_AI_KERNEL", k)
                 s, out, _ = fused_multi_step(xg, st, p)  # type: ignore[misc]
-            ins = [xg, *_leaves(p)]
+            ins = [xg, *leaves(p)]
             return [s, out.v, *torch.autograd.grad((s * x).sum() + out.v.sum(), ins)]
 
         ref, got = go("reference"), go(kernel)

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
+from brain_ai.core.functional import LIFParams, lif_multi_step
 from brain_ai.core.state import SpikingState
 from brain_ai.kernels import fused_config
 from brain_ai.kernels.fused import FusedConfig
@@ -34,27 +34,12 @@ if sys.platform == "linux" and platform.machine() == "x86_64":
 else:  # Triton publishes wheels for Linux x86_64 only
     triton = pytest.importorskip("triton")
 
+from kernel_checks import CHARGES, RESETS, SURROGATES, TIMINGS, assert_bitwise, contribution_scale
+
 from brain_ai.kernels.triton_lif import _SURROGATES, available, kernels, run_triton, triton_config
 
 B, T, N = 2, 7, 5
 CHW = (2, 1, 3)
-SURROGATES = [S.ATan(), S.FastSigmoid(), S.STE(), S.Sigmoid(alpha=3.0), S.Triangular(),
-              S.PiecewiseQuadratic(alpha=0.8), S.PiecewiseExp(), S.SoftSign(), S.SuperSpike(),
-              S.Erf()]
-RESETS = ["subtract", "zero", "none"]
-TIMINGS = ["immediate", "delayed", "delayed_pre", "compensated", "compensated_pre"]
-CHARGES = ["beta", "tau", "tau_input", "rate", "rate_input"]
-
-
-def bits(t: Tensor) -> Tensor:
-    return t.detach().contiguous().view({4: torch.int32, 8: torch.int64}[t.element_size()])
-
-
-def assert_bitwise(a: Tensor, b: Tensor, what: str) -> None:
-    torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{what} differs")
-    assert torch.equal(bits(a), bits(b)), f"{what}: same values, different bits (signed zero?)"
-
-
 # ---------------------------------------------------------------- one configuration
 def make_case(seed: int, charge: str = "beta", reset: str = "subtract",
               timing: str = "immediate", comparator: str = ">",
@@ -133,44 +118,12 @@ def assert_matches_reference(p: LIFParams, x: Tensor, st: SpikingState, w: list[
     names += [n for n in ("leak", "threshold", "alpha")
               if getattr(p, n) is not None and getattr(p, n).requires_grad]
     n_state = 2 + (st.i is not None)
-    scales = [b.abs().max() for b in ref_g[:n_state]] + contribution_scale(p, x, st, w)
+    scales = [b.abs().max() for b in ref_g[:n_state]] + contribution_scale(
+        p, x, st, lambda s, o, tr: _loss(s, o.v, o.i, tr, w))
     for name, a, b, sc in zip(names, got_g, ref_g, scales, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype, name
         err = ((a - b).abs() / sc.clamp_min(1e-30)).max()
         assert err <= tol, f"grad {name}: relative error {err:.3g} ({a} vs {b})"
-
-
-def contribution_scale(p: LIFParams, x: Tensor, st: SpikingState, w: list[Tensor]
-                       ) -> list[Tensor]:
-    """Per learnable parameter, the sum over steps and batch of the absolute values of its
-    gradient terms (each step gets its own copy of the parameter).
-
-    A parameter's gradient is a sum of many, often cancelling, terms; the reference sums
-    them in fp32 in its own order, which moves the result by about ``n·2^-24`` of this scale
-    (for a scalar threshold, measured: up to ~1e-5 of the value itself against a float64
-    run), so the parameter gradients are compared relative to this scale.
-    """
-    if not _leaves(p):
-        return []
-    state, spikes, vs, per_step = st, [], [], []
-    for x_t in x.unbind(1):
-        copies = {name: getattr(p, name).detach().expand_as(x_t).clone().requires_grad_()
-                  for name in ("leak", "threshold", "alpha")
-                  if getattr(p, name) is not None and getattr(p, name).requires_grad}
-        s, state = lif_step(x_t, state, replace(p, **copies))
-        per_step.append(copies)
-        spikes.append(s)
-        vs.append(state.v)
-    loss = _loss(torch.stack(spikes, 1), state.v, state.i, torch.stack(vs, 1), w)
-    names = list(per_step[0])
-    flat = [c[n] for c in per_step for n in names]
-    grads = torch.autograd.grad(loss, flat, allow_unused=True)
-    out = []
-    for j, name in enumerate(names):
-        total = sum((g.abs() for g in grads[j::len(names)] if g is not None),
-                    torch.zeros_like(x[:, 0]))
-        out.append(total.sum_to_size(getattr(p, name).shape))
-    return out
 
 
 # ---------------------------------------------------------------- the matrix

@@ -1120,6 +1120,39 @@ using Opt = std::optional<at::Tensor>;
 
 bool given(const Opt& t) { return t.has_value() && t->defined(); }
 
+// The optional features' inputs (adaptation, recurrence, refractory period, graded spikes):
+// present where configured, of the right sizes; returns the parameters' row strides.
+struct ExtraRows {
+  int64_t krs = 0, rrs = 0, wrs = 0, grs = 0;
+};
+
+ExtraRows check_extras(const Cfg& c, const Opt& a0, const Opt& p0, const Opt& ref0,
+                       const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
+                       at::ScalarType dt, int64_t B, int64_t N) {
+  ExtraRows er;
+  if (c.adapt) {
+    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
+                "kappa, rho");
+    check(*a0, "a0", dt, B * N);
+    er.krs = check_param(*kappa, "kappa", dt, B, N);
+    er.rrs = check_param(*rho, "rho", dt, B, N);
+  }
+  if (c.recur) {
+    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
+    check(*p0, "p0", dt, B * N);
+    er.wrs = check_param(*w, "w", dt, B, N);
+  }
+  if (c.refr) {
+    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
+    check(*ref0, "ref0", dt, B * N);
+  }
+  if (c.graded) {
+    TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
+    er.grs = check_param(*graded, "graded", dt, B, N);
+  }
+  return er;
+}
+
 std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, const Opt& i0,
                                     const Opt& a0, const Opt& p0, const Opt& ref0,
                                     const at::Tensor& leak, const at::Tensor& th,
@@ -1141,28 +1174,8 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
     check(*i0, "i0", dt, B * N);
     ars = check_param(*alpha, "alpha", dt, B, N);
   }
-  int64_t krs = 0, rrs = 0, wrs = 0;
-  if (c.adapt) {
-    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
-                "kappa, rho");
-    check(*a0, "a0", dt, B * N);
-    krs = check_param(*kappa, "kappa", dt, B, N);
-    rrs = check_param(*rho, "rho", dt, B, N);
-  }
-  if (c.recur) {
-    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
-    check(*p0, "p0", dt, B * N);
-    wrs = check_param(*w, "w", dt, B, N);
-  }
-  int64_t grs = 0;
-  if (c.refr) {
-    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
-    check(*ref0, "ref0", dt, B * N);
-  }
-  if (c.graded) {
-    TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
-    grs = check_param(*graded, "graded", dt, B, N);
-  }
+  const ExtraRows er = check_extras(c, a0, p0, ref0, kappa, rho, w, graded, dt, B, N);
+  const int64_t krs = er.krs, rrs = er.rrs, wrs = er.wrs, grs = er.grs;
   auto opts = x.options();
   at::Tensor spk = pooled_empty({B, T_, N}, dt);
   at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
@@ -1260,30 +1273,10 @@ std::vector<at::Tensor> lif_backward(
     check(*i0, "i0", dt, B * N);
     if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
   }
-  int64_t krs = 0, rrs = 0, wrs = 0;
-  if (c.adapt) {
-    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
-                "kappa, rho");
-    check(*a0, "a0", dt, B * N);
-    krs = check_param(*kappa, "kappa", dt, B, N);
-    rrs = check_param(*rho, "rho", dt, B, N);
-    if (gaT && gaT->numel()) check(*gaT, "grad a", dt, B * N);
-  }
-  if (c.recur) {
-    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
-    check(*p0, "p0", dt, B * N);
-    wrs = check_param(*w, "w", dt, B, N);
-    if (gpT && gpT->numel()) check(*gpT, "grad prev_spk", dt, B * N);
-  }
-  int64_t grs = 0;
-  if (c.refr) {
-    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
-    check(*ref0, "ref0", dt, B * N);
-  }
-  if (c.graded) {
-    TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
-    grs = check_param(*graded, "graded", dt, B, N);
-  }
+  const ExtraRows er = check_extras(c, a0, p0, ref0, kappa, rho, w, graded, dt, B, N);
+  const int64_t krs = er.krs, rrs = er.rrs, wrs = er.wrs, grs = er.grs;
+  if (c.adapt && gaT && gaT->numel()) check(*gaT, "grad a", dt, B * N);
+  if (c.recur && gpT && gpT->numel()) check(*gpT, "grad prev_spk", dt, B * N);
   if (need_drive || (c.syn && need_alpha)) {
     TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
     check_x(*x, dt, B, T_, N);
