@@ -13,6 +13,7 @@ Kernels: ``fused`` (pure PyTorch) always; ``native`` (C++) unless no C++ compile
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -854,32 +855,39 @@ def test_input_gradient_overwrites_the_saved_membrane(kernel: str, reset: str, t
     """Without ``retain_graph`` the input gradient is written over the saved ``h`` (one
     ``(B, T, N)`` buffer less at the peak of backward), with the reference's values; with
     ``retain_graph`` it is not, and a second backward gives the same gradient; a membrane
-    trace that is ``h`` itself (delayed timing) is never overwritten."""
+    trace that is ``h`` itself (delayed timing) is never overwritten, nor is an ``h`` that
+    saved-tensor hooks packed (they may keep it)."""
     p, x, st, w = make_case(21, reset=reset, timing=timing, learn=learn, synapse=learn)
     ref_x = run("reference", p, x, st, w, monkeypatch)[1][0]
     monkeypatch.setenv("BRAIN_AI_KERNEL", kernel)
-    saved: list[Tensor] = []
+    kept: list[Tensor] = []
 
     def pack(t: Tensor) -> Tensor:
-        if t.shape == x.shape and t.data_ptr() != xi.data_ptr():
-            saved.append(t)
+        kept.append(t)
         return t
 
-    for retain in (False, True):
-        saved.clear()
+    for retain, hooked in ((False, False), (True, False), (False, True)):
         xi = x.clone().requires_grad_()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        kept.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if hooked else (
+                contextlib.nullcontext()):
             s, out, tr = fused_multi_step(xi, st, p, ("v",))  # type: ignore[misc]
+        assert s.grad_fn.name() in ("FusedLIFBackward", "NativeLIFBackward")
+        # a reference to h (so x.grad becomes a copy of it, not h itself, and h's content
+        # after backward shows whether it was given up)
+        h = next(t for t in s.grad_fn.saved_tensors
+                 if t is not None and t.shape == x.shape and t.data_ptr() != xi.data_ptr())
+        h_before = h.clone()
         trace = tr["v"].detach().clone()
         loss = _loss(s, out, tr["v"], w)
         loss.backward(retain_graph=retain)
-        assert len(saved) == 1
         torch.testing.assert_close(xi.grad, ref_x, rtol=1e-6, atol=1e-6 * ref_x.abs().max())
         assert_bitwise(tr["v"], trace, "the returned membrane trace after backward")
-        # the hook's reference keeps h alive (so x.grad is a copy of it, not h itself): the
-        # saved buffer now holds x's gradient exactly where it was given up
-        overwritten = torch.equal(saved[0], xi.grad)
-        assert overwritten == (not retain and timing != "delayed"), (retain, overwritten)
+        overwritten = torch.equal(h, xi.grad)
+        assert overwritten == (not retain and not hooked and timing != "delayed"), (
+            retain, hooked, overwritten)
+        if not overwritten:
+            assert_bitwise(h, h_before, "the saved h that was not given up")
         if retain:
             first = xi.grad.clone()
             xi.grad = None

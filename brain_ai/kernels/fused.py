@@ -44,7 +44,7 @@ from torch import Tensor
 from brain_ai.core import rules
 from brain_ai.core.surrogates import Surrogate, step_function
 
-__all__ = ["FusedConfig", "FusedLIF", "h_is_free", "run_fused"]
+__all__ = ["FusedConfig", "FusedLIF", "h_is_free", "run_fused", "saved_hooks_active"]
 
 
 @dataclass(frozen=True)
@@ -126,13 +126,23 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
     return g_h + (-g_e), g_e, g_l
 
 
-def h_is_free(returned: bool) -> bool:
+def saved_hooks_active() -> bool:
+    """Whether saved-tensor hooks (``saved_tensors_hooks``, ``save_on_cpu``, non-reentrant
+    checkpointing) pack what a forward saves now: ``h`` may then be seen by someone else.
+    ``True`` while a compiler traces (it cannot ask; :func:`h_is_free` says no there anyway)."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
+
+
+def h_is_free(returned: bool, hooked: bool) -> bool:
     """Whether backward may overwrite the saved ``h`` with the input gradient: the graph is
     not kept (no ``retain_graph``/``create_graph``: this is the only backward through the node,
     and autograd frees ``h`` right after it), ``h`` was not also returned as the membrane trace
-    (``returned``), and no compiler is tracing (its graph would not know of the write). Saves
-    one ``(B, T, N)`` buffer at the peak of backward."""
-    if returned or torch.compiler.is_compiling():
+    (``returned``), no saved-tensor hooks packed it in forward (``hooked``: they may keep it),
+    and no compiler is tracing (its graph would not know of the write). Saves one
+    ``(B, T, N)`` buffer at the peak of backward."""
+    if returned or hooked or torch.compiler.is_compiling():
         return False
     return not torch._C._autograd._get_current_graph_task_keep_graph()
 
@@ -215,6 +225,7 @@ class FusedLIF(torch.autograd.Function):
         if trace is not None:
             outs.append(trace)
         ctx.c = c
+        ctx.hooked = saved_hooks_active()
         if grad:
             keep_x = (c.synapse and needs[9]) or (
                 needs[7] and c.charge in ("tau_input", "rate_input"))
@@ -301,7 +312,8 @@ class FusedLIF(torch.autograd.Function):
         # read at step t (h[t-1] too, overwritten only at step t-1)
         g_x = None
         if needs[1]:
-            g_x = hs if h_is_free(c.record_v and c.delayed) else torch.empty_like(hs)
+            free = h_is_free(c.record_v and c.delayed, ctx.hooked)
+            g_x = hs if free else torch.empty_like(hs)
         g_leak = torch.zeros_like(leak) if need_leak else None
         g_thr = torch.zeros_like(thr) if need_thr else None
         g_alpha = torch.zeros_like(alpha) if need_alpha else None

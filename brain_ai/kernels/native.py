@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.kernels.fused import FusedConfig, h_is_free
+from brain_ai.kernels.fused import FusedConfig, h_is_free, saved_hooks_active
 
 __all__ = ["NativeLIF", "available", "build", "cached_bytes", "empty_cache", "load_error",
            "loaded", "native_config", "run_native"]
@@ -277,6 +277,7 @@ class NativeLIF(torch.autograd.Function):
             ctx.save_for_backward(h, v0, i0, a0, p0, ref0, x if keep_x else None, leak, thr,
                                   alpha, kappa, rho, w, graded)
         ctx.cfg, ctx.v_reset, ctx.sp, ctx.record_v = cfg, v_reset, surrogate_param, record_v
+        ctx.hooked = saved_hooks_active()
         return tuple(outs)
 
     @staticmethod
@@ -299,7 +300,7 @@ class NativeLIF(torch.autograd.Function):
             _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, ref0, x,
             leak, thr, alpha, kappa, rho, w, graded, cfg, ctx.v_reset, ctx.sp,
             [int(n) for n in needs],
-            needs[0] and h_is_free(ctx.record_v and _is_delayed(cfg)))
+            needs[0] and h_is_free(ctx.record_v and _is_delayed(cfg), ctx.hooked))
         dt = h.dtype
         # outs: gx, gv0, gi0, ga0, gp0 (state dtype), then g leak, θ, α, κ, ρ, w, g (float64)
         res: list[Tensor | None] = [None, None, None, None]
