@@ -319,18 +319,30 @@ struct FwdArgs {
   int64_t grs = 0;
 };
 
+// The rows of batch row b, neurons n0.., of every parameter (leak, θ, α, κ, ρ, w, g; nullptr
+// where not configured) in the forward or backward arguments.
+template <typename T>
+struct ParamRows {
+  const T *lk, *th, *al, *kp, *rh, *w, *gg;
+  template <typename Args>
+  ParamRows(const Cfg& c, const Args& a, int64_t b, int64_t n0)
+      : lk(a.leak + b * a.lrs + n0),
+        th(a.th + b * a.trs + n0),
+        al(c.syn ? a.al + b * a.ars + n0 : nullptr),
+        kp(c.adapt ? a.kp + b * a.krs + n0 : nullptr),
+        rh(c.adapt ? a.rh + b * a.rrs + n0 : nullptr),
+        w(c.recur ? a.w + b * a.wrs + n0 : nullptr),
+        gg(c.graded ? a.g + b * a.grs + n0 : nullptr) {}
+};
+
 template <typename T>
 void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
   T v[BLK], cur[BLK], h[BLK], r[BLK], s[BLK], d[BLK], ad[BLK], pr[BLK], rec[BLK], the[BLK],
       rf[BLK], out[BLK];
   const int64_t base = b * a.N + n0;
-  const T* lk = a.leak + b * a.lrs + n0;
-  const T* th = a.th + b * a.trs + n0;
-  const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
-  const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
-  const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
-  const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
-  const T* gg = c.graded ? a.g + b * a.grs + n0 : nullptr;
+  const ParamRows<T> pm(c, a, b, n0);
+  const T *lk = pm.lk, *th = pm.th, *al = pm.al, *kp = pm.kp, *rh = pm.rh, *w = pm.w,
+          *gg = pm.gg;
   const T* thf = c.adapt ? the : th;  // the threshold compared: θ + κ·a with adaptation
   const T* outp = c.graded ? out : s;  // the output: s·g with graded spikes
   const T vr = T(c.vr);
@@ -453,13 +465,9 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   double accl[BLK], acct[BLK], acca[BLK], acck[BLK], accr[BLK], accw[BLK], accg[BLK];
   const int64_t Tn = a.T_, N = a.N;
   const int64_t base = b * N + n0;
-  const T* lk = a.leak + b * a.lrs + n0;
-  const T* th = a.th + b * a.trs + n0;
-  const T* al = c.syn ? a.al + b * a.ars + n0 : nullptr;
-  const T* kp = c.adapt ? a.kp + b * a.krs + n0 : nullptr;
-  const T* rh = c.adapt ? a.rh + b * a.rrs + n0 : nullptr;
-  const T* w = c.recur ? a.w + b * a.wrs + n0 : nullptr;
-  const T* gg = c.graded ? a.g + b * a.grs + n0 : nullptr;
+  const ParamRows<T> pm(c, a, b, n0);
+  const T *lk = pm.lk, *th = pm.th, *al = pm.al, *kp = pm.kp, *rh = pm.rh, *w = pm.w,
+          *gg = pm.gg;
   const T vr = T(c.vr);
   const T R = T(c.refr);
   const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
