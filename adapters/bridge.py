@@ -1,7 +1,7 @@
 """Cross-framework conversion through brain_ai: snnTorch -> brain_ai -> SpikingJelly.
 
 Exact where the dynamics exist in both peers: snnTorch's ``reset_delay=False`` zero reset
-equals an immediate zero reset (:func:`brain_ai.core.rules.equivalent_immediate`), which is
+equals an immediate zero reset (:func:`brain_ai.physics.rules.equivalent_immediate`), which is
 SpikingJelly's hard reset; ``Leaky``/``Synaptic`` with ``charge="beta"`` become
 ``CUBALIFNode`` (or ``IFNode`` for β = 1). snnTorch fires on ``h > θ``, SpikingJelly on
 ``h >= θ``: spikes differ on inputs that hit the threshold exactly, so the conversion needs
@@ -15,8 +15,8 @@ from torch import nn
 
 from brain_ai.adapters.snntorch import from_snntorch
 from brain_ai.adapters.spikingjelly import to_spikingjelly
-from brain_ai.core import rules
 from brain_ai.core.neurons import SpikingNeuronBase
+from brain_ai.physics import rules
 
 __all__ = ["canonical_timing", "snntorch_to_spikingjelly"]
 

@@ -44,12 +44,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.core import rules
-from brain_ai.core import surrogates as sg
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron, SpikingNeuronBase
 from brain_ai.core.snn import SpikingSequential
-from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
+from brain_ai.physics import rules
+from brain_ai.physics import surrogates as sg
+from brain_ai.physics.state import SpikingState
 
 __all__ = [
     "NEURON_RULES",

@@ -2,7 +2,7 @@ r"""SpikingJelly 2.0.0 (``activation_based``) <-> brain_ai, exact to the bit.
 
 Neurons, surrogates, explicit state and whole ``nn.Sequential`` models convert both ways.
 Every supported SpikingJelly (SJ) neuron is a :class:`~brain_ai.core.neurons.LIFNeuron` with
-SJ's rules (:mod:`brain_ai.core.rules`): comparator ``">="`` (ties fire), reset timing
+SJ's rules (:mod:`brain_ai.physics.rules`): comparator ``">="`` (ties fire), reset timing
 ``"immediate"`` (SJ's ``v`` is post-reset), SJ's charge expression in SJ's operation order,
 and the ``_ops`` surrogate-gradient formulas. On fp32 CPU the spikes and the membrane
 (SJ ``v_seq``) are bit-identical in both step modes; gradients agree within 1e-6 relative
@@ -44,7 +44,8 @@ A brain_ai ``charge="beta"`` neuron without synapse and ``β ≠ 1`` exports as
 
 Layouts: SJ multi-step tensors are time-first ``(T, B, ...)``; everything here that faces
 brain_ai is batch-first ``(B, T, ...)``, converted only through
-:func:`~brain_ai.core.axes.time_to_batch_first` / :func:`~brain_ai.core.axes.batch_to_time_first`.
+:func:`~brain_ai.physics.axes.time_to_batch_first` /
+:func:`~brain_ai.physics.axes.batch_to_time_first`.
 
 Not supported (``ConversionError`` names them): every other SJ neuron (QIF, EIF, Izhikevich,
 KLIF, LIAF, CLIF, RAF, ILIF, PSN, ``Simple*``, ...), surrogates other than the seven above,
@@ -65,13 +66,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_ai.adapters.metrics import max_abs_diff
 from brain_ai.adapters.verify import MigrationReport, compare_runs, isolated, seeded
-from brain_ai.conformance.metrics import max_abs_diff
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
-from brain_ai.core.state import SpikingState
-from brain_ai.core.surrogates import (
+from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.physics.state import SpikingState
+from brain_ai.physics.surrogates import (
     ATan,
     Erf,
     PiecewiseExp,
@@ -81,7 +83,6 @@ from brain_ai.core.surrogates import (
     SuperSpike,
     Surrogate,
 )
-from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
 
 try:
     from spikingjelly.activation_based import base as sj_base
@@ -120,7 +121,7 @@ class NodeRule:
 
     Attributes:
         sj_class: the SpikingJelly node class (matched exactly, never a subclass).
-        charge: the brain_ai charge rule (:mod:`brain_ai.core.rules`).
+        charge: the brain_ai charge rule (:mod:`brain_ai.physics.rules`).
         decay_input: SJ's ``decay_input`` for this row (``None``: the node has no such option).
         leak: SJ attribute holding the leak (``"tau"``, ``"w"``, ``"v_decay"``), or ``None``
             for a fixed ``β = 1`` (integrate-and-fire).

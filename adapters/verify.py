@@ -2,7 +2,7 @@
 
 The report has one row per neuron layer (spike mismatches, max ``|Δmembrane|``, firing rate)
 and one per gradient (the input and every parameter, paired by name): max relative ``|Δ|``
-(:func:`brain_ai.conformance.metrics.max_rel_diff`). Gradients come from the same scalar on
+(:func:`brain_ai.adapters.metrics.max_rel_diff`). Gradients come from the same scalar on
 both sides, ``Σ G·output + Σ_layers (G_s·spikes + G_v·membrane)`` with fixed random ``G``
 (seeded), so every spike and membrane value is tested.
 
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.core.snn import SpikingSequential
 from brain_ai.errors import ConversionError
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 __all__ = ["LayerRow", "MigrationReport", "compare_runs", "isolated", "seeded",
            "verify_migration"]

@@ -10,10 +10,10 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from brain_ai.core import rules
-from brain_ai.core.surrogates import SURROGATE_NAMES
-from brain_ai.core.unroll import check_chunk_size
 from brain_ai.errors import ConfigError, check_choice, check_positive, is_int
+from brain_ai.physics import rules
+from brain_ai.physics.surrogates import SURROGATE_NAMES
+from brain_ai.physics.windows import check_chunk_size
 
 __all__ = [
     "CodecPreset",

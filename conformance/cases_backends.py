@@ -1,7 +1,7 @@
 """Conformance cases: the same brain_ai module on the native backend and on a peer's engine.
 
 Spikes, membranes and gradients (input and every parameter) must not change when only the
-backend changes (see :mod:`brain_ai.backends`).
+backend changes (see :mod:`brain_ai.core.backends`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import torch
 
-from brain_ai.backends import use_backend
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.conformance.registry import Case, register
+from brain_ai.core.backends import use_backend
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron, SpikingNeuronBase
 
 T, B, N = 100, 4, 16

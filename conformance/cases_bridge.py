@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from brain_ai.adapters.bridge import snntorch_to_spikingjelly
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.adapters.spikingjelly import run_spikingjelly
 from brain_ai.conformance.cases_snntorch import run_snntorch
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.conformance.registry import Case, register
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 T, B, N = 100, 4, 16
 

@@ -18,9 +18,8 @@ from snntorch.functional import acc as sacc
 from spikingjelly.activation_based import encoding as sj_encoding
 from torch import Tensor
 
-from brain_ai.conformance.metrics import max_abs_diff, spike_mismatches
+from brain_ai.adapters.metrics import max_abs_diff, spike_mismatches
 from brain_ai.conformance.registry import Case, register
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.decoding import FirstSpikeDecoder, PopulationDecoder, RateDecoder
 from brain_ai.core.encoding import (
     DeltaEncoder,
@@ -29,6 +28,7 @@ from brain_ai.core.encoding import (
     RateEncoder,
     TTFSEncoder,
 )
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 B, N, T = 6, 17, 16
 EXACT = {"spikes": 0.0, "value": 0.0}

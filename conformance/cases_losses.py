@@ -7,7 +7,7 @@ reports:
 
 * ``value``: ``max |ours - theirs|`` (snnTorch's ``(1,)`` results are reshaped to ours: the shape
   difference itself is pinned by the ``.../shape`` guards);
-* ``grad``: :func:`~brain_ai.conformance.metrics.max_rel_grad` of the input gradients (theirs
+* ``grad``: :func:`~brain_ai.adapters.metrics.max_rel_grad` of the input gradients (theirs
   brought back to batch-first).
 
 The mapping table lives in the docstring of :mod:`brain_ai.core.losses`; every row of it is a
@@ -23,10 +23,10 @@ import snntorch.functional as SF
 import torch
 from torch import Tensor
 
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_grad
 from brain_ai.conformance.registry import Case, register
 from brain_ai.core import losses as L
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 Ours = Callable[[Tensor, Tensor], Any]
 Theirs = Callable[[Tensor, Tensor], Any]

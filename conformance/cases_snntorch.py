@@ -18,6 +18,7 @@ import torch
 from snntorch import surrogate as sn_sg
 from torch import Tensor, nn
 
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_diff, spike_mismatches
 from brain_ai.adapters.snntorch import (
     NEURON_RULES,
     brain_ai_param_name,
@@ -26,12 +27,11 @@ from brain_ai.adapters.snntorch import (
     to_snntorch,
 )
 from brain_ai.adapters.verify import verify_migration
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_diff, spike_mismatches
+from brain_ai.conformance.models_snntorch import tutorial_conv, tutorial_mlp, tutorial_recurrent
 from brain_ai.conformance.registry import Case, register
-from brain_ai.core import surrogates as sg
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron, SpikingNeuronBase
-from brain_ai.examples_snntorch import tutorial_conv, tutorial_mlp, tutorial_recurrent
+from brain_ai.physics import surrogates as sg
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 T, B, N = 100, 4, 16
 # "silent" = 1 when the reference spike train is empty: an equality of silent trains proves

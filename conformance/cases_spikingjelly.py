@@ -30,6 +30,7 @@ from spikingjelly.activation_based import neuron as sj_neuron
 from spikingjelly.activation_based import surrogate as sj_surrogate
 from torch import Tensor, nn
 
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_grad, spike_mismatches
 from brain_ai.adapters.spikingjelly import (
     from_spikingjelly,
     migrate,
@@ -38,10 +39,9 @@ from brain_ai.adapters.spikingjelly import (
     to_spikingjelly,
     verify_spikingjelly_migration,
 )
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad, spike_mismatches
 from brain_ai.conformance.registry import Case, register
 from brain_ai.core.neurons import LIFNeuron
-from brain_ai.core.surrogates import ATan, Sigmoid, Surrogate, heaviside
+from brain_ai.physics.surrogates import ATan, Sigmoid, Surrogate, heaviside
 
 __all__ = ["NEURON_CONFIGS", "NeuronConfig", "PairedRun", "csnn", "paired_run"]
 

@@ -15,7 +15,7 @@ Standard metric names (a case reports the ones that apply):
     max ``|Δ|`` of membrane traces.
 ``grad``
     max relative ``|Δ|`` over the gradients of the input and every parameter
-    (see :func:`brain_ai.conformance.metrics.max_rel_diff`).
+    (see :func:`brain_ai.adapters.metrics.max_rel_diff`).
 ``value``
     max ``|Δ|`` of any other output (loss values, decoded logits, encoded trains).
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from brain_ai.cli import main
+from brain_ai.adapters.metrics import max_abs_diff, max_rel_grad, spike_mismatches
+from brain_ai.apps.cli import main
 from brain_ai.conformance import cli, registry
-from brain_ai.conformance.metrics import max_abs_diff, max_rel_grad, spike_mismatches
 from brain_ai.conformance.registry import Case, register, run_case, verdict
 from brain_ai.errors import PeerMissingError
 

@@ -9,7 +9,7 @@ import torch
 
 from brain_ai.adapters.snntorch import migrate
 from brain_ai.adapters.verify import verify_migration
-from brain_ai.examples_snntorch import tutorial_conv, tutorial_mlp
+from brain_ai.conformance.models_snntorch import tutorial_conv, tutorial_mlp
 
 
 def main() -> bool:

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.core.functional import LIFParams, lif_step
 from brain_ai.core.neurons import _OneToOne
-from brain_ai.core.state import SpikingState
+from brain_ai.physics.functional import LIFParams, lif_step
+from brain_ai.physics.state import SpikingState
 
 SURROGATES = [S.ATan(), S.FastSigmoid(), S.STE(), S.Sigmoid(alpha=3.0), S.Triangular(),
               S.PiecewiseQuadratic(alpha=0.8), S.PiecewiseExp(), S.SoftSign(), S.SuperSpike(),

@@ -25,7 +25,7 @@ from brain_ai.adapters.snntorch import (
     to_snntorch,
 )
 from brain_ai.adapters.verify import verify_migration
-from brain_ai.cli import main
+from brain_ai.apps.cli import main
 from brain_ai.core import surrogates as sg
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron
 from brain_ai.core.snn import SpikingSequential
@@ -157,8 +157,8 @@ def test_verify_migration_catches_a_wrong_migration() -> None:
 
 def test_migrate_cli_saves_and_reports(tmp_path: Path) -> None:
     out, js = tmp_path / "m.pt", tmp_path / "r.json"
-    code = main(["migrate", "brain_ai.examples_snntorch:tutorial_recurrent", "--out", str(out),
-                 "--steps", "40", "--batch", "2", "--json", str(js)])
+    code = main(["migrate", "brain_ai.conformance.models_snntorch:tutorial_recurrent",
+                 "--out", str(out), "--steps", "40", "--batch", "2", "--json", str(js)])
     assert code == 0 and out.exists()
     data = json.loads(js.read_text())
     assert data["equivalent"] is True
@@ -168,7 +168,7 @@ def test_migrate_cli_saves_and_reports(tmp_path: Path) -> None:
 def test_migrate_and_verify_after_the_original_ran_with_gradients() -> None:
     """snnTorch keeps a graph-carrying membrane on the module after a forward pass; migrate
     must still copy the model, and verifying must leave the original as it found it."""
-    from brain_ai.examples_snntorch import tutorial_mlp
+    from brain_ai.conformance.models_snntorch import tutorial_mlp
 
     model = tutorial_mlp()
     x = torch.rand(20, 2, 784, generator=torch.Generator().manual_seed(0))

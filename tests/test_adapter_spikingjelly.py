@@ -20,6 +20,7 @@ from spikingjelly.activation_based import surrogate as sj_surrogate
 from torch import nn
 from torch.testing import assert_close
 
+from brain_ai.adapters.metrics import max_rel_diff
 from brain_ai.adapters.spikingjelly import (
     from_spikingjelly,
     migrate,
@@ -41,13 +42,12 @@ from brain_ai.conformance.cases_spikingjelly import (
     run_brain_ai,
     surrogate_grid,
 )
-from brain_ai.conformance.metrics import max_rel_diff
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron
 from brain_ai.core.snn import SpikingSequential
-from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import ATan, FastSigmoid, Sigmoid, heaviside
 from brain_ai.errors import ConversionError, ShapeError
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.physics.state import SpikingState
 
 B, T, N = 8, 100, 32
 GRAD_TOL = 1e-6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brain_ai.backends import get_default_backend, set_default_backend, use_backend
+from brain_ai.core.backends import get_default_backend, set_default_backend, use_backend
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron
 from brain_ai.errors import ConfigError, ConversionError
 
@@ -39,7 +39,7 @@ def test_snntorch_backend_leaves_no_hidden_state_and_shares_parameters() -> None
                        learn_beta=True, backend="snntorch", features=3)
     x = torch.tensor([[[0.6, 1.2, 0.0], [0.6, 0.0, 2.0]]])
     spikes, state = neuron(x)
-    from brain_ai.backends import _SNNTORCH_PEERS
+    from brain_ai.adapters.backends import _SNNTORCH_PEERS
 
     peer = _SNNTORCH_PEERS[neuron][1]
     assert "_peer_modules" not in vars(neuron)  # nothing stored on the neuron
@@ -55,7 +55,7 @@ def test_snntorch_backend_leaves_no_hidden_state_and_shares_parameters() -> None
 def test_set_backend_on_a_whole_model_gives_identical_numbers() -> None:
     from torch import nn
 
-    from brain_ai.backends import set_backend
+    from brain_ai.adapters.backends import set_backend
     from brain_ai.core.snn import SpikingSequential
 
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from brain_ai.apps.validate_codecs import codec_checks
 from brain_ai.config import (
     CodecPreset,
     DecodingConfig,
@@ -20,7 +21,6 @@ from brain_ai.config import (
 from brain_ai.core.decoding import build_decoder
 from brain_ai.core.encoding import build_encoder
 from brain_ai.errors import ConfigError
-from brain_ai.validate_codecs import codec_checks
 
 PRESETS = [rate_classification_preset, ttfs_classification_preset,
            population_classification_preset, regression_preset]

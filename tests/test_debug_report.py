@@ -16,17 +16,17 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from brain_ai.cli import main
-from brain_ai.config import SNNConfig
-from brain_ai.core.losses import count_cross_entropy
-from brain_ai.core.snn import SNNCore
-from brain_ai.debug_report import (
+from brain_ai.apps.cli import main
+from brain_ai.apps.debug_report import (
     FAILURE_HINTS,
     build_report,
     example_model,
     load_model,
     synthetic_input,
 )
+from brain_ai.config import SNNConfig
+from brain_ai.core.losses import count_cross_entropy
+from brain_ai.core.snn import SNNCore
 from brain_ai.errors import ConfigError, ShapeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-import brain_ai.core.axes as axes
+import brain_ai.physics.axes as axes
 from brain_ai.config import EncodingConfig
 from brain_ai.core import encoding as E
 from brain_ai.core.encoding import (

@@ -10,17 +10,17 @@ import pytest
 import torch
 
 from brain_ai.config import SNNConfig
-from brain_ai.core.axes import batch_to_time_first, time_to_batch_first
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
     AdvancedLIFNeuron,
     LIFNeuron,
     RecurrentLIFNeuron,
 )
-from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import ATan, FastSigmoid, Sigmoid, surrogate_from_name
 from brain_ai.core.unroll import snn_unroll
 from brain_ai.errors import BrainAIError, ConfigError, ShapeError, format_error
+from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
+from brain_ai.physics.state import SpikingState
 
 
 def _lif() -> LIFNeuron:

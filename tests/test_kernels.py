@@ -38,12 +38,12 @@ from kernel_checks import (
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.core.functional import LIFParams, lif_multi_step
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron, _OneToOne
-from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
 from brain_ai.kernels import fused_config, fused_multi_step, native
 from brain_ai.kernels.fused import run_fused
+from brain_ai.physics.functional import LIFParams, lif_multi_step
+from brain_ai.physics.state import SpikingState
 
 B, T, N = 3, 50, 7
 def _has_compiler() -> bool:

@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
-from brain_ai.core.functional import LIFParams, lif_multi_step
-from brain_ai.core.state import SpikingState
 from brain_ai.kernels import fused_config
 from brain_ai.kernels.fused import FusedConfig
+from brain_ai.physics.functional import LIFParams, lif_multi_step
+from brain_ai.physics.state import SpikingState
 
 if sys.platform == "linux" and platform.machine() == "x86_64":
     import triton  # the dev extra installs it here: a missing Triton fails, never skips

@@ -1,4 +1,4 @@
-"""The neuron contract, parametrized over every variant in :data:`brain_ai.validate.VARIANTS`.
+"""The neuron contract, parametrized over every variant in :data:`brain_ai.apps.validate.VARIANTS`.
 
 Adding a variant to that list covers it here (and in ``brain-ai validate``). Categories of
 seed 000: shape/dtype contract in step and sequence mode, state lifecycle, numerical
@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from brain_ai.apps.validate import VARIANTS, Variant, seeded_init
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
     AdvancedLIFNeuron,
@@ -21,8 +22,7 @@ from brain_ai.core.neurons import (
     NeuronOutput,
     RecurrentLIFNeuron,
 )
-from brain_ai.core.state import SpikingState
-from brain_ai.validate import VARIANTS, Variant, seeded_init
+from brain_ai.physics.state import SpikingState
 
 B, T = 3, 8
 IDS = [v.name for v in VARIANTS]

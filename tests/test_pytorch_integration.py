@@ -10,11 +10,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from brain_ai.core.functional import lif_step
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
-from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import ATan, FastSigmoid, Sigmoid
+from brain_ai.physics.functional import lif_step
+from brain_ai.physics.state import SpikingState
 
 
 def _x(*shape: int, seed: int = 0, scale: float = 3.0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The named rules of :mod:`brain_ai.core.rules` against hand-computed values, plus properties.
+"""The named rules of :mod:`brain_ai.physics.rules` against hand-computed values, plus properties.
 
 All hand-worked sequences use dyadic numbers (exact in float32), so every comparison is
 bit-exact (``rtol=0, atol=0``).
@@ -11,11 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brain_ai.core import rules
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron
-from brain_ai.core.state import SpikingState
 from brain_ai.core.surrogates import ATan, FastSigmoid
 from brain_ai.errors import ConfigError
+from brain_ai.physics import rules
+from brain_ai.physics.state import SpikingState
 
 EXACT = {"rtol": 0, "atol": 0}
 PROPS = settings(max_examples=40, deadline=None)

@@ -9,7 +9,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from brain_ai.core.neurons import AdvancedLIFNeuron, LIFNeuron, RecurrentLIFNeuron
-from brain_ai.core.state import SpikingState, detach_state
+from brain_ai.physics.state import SpikingState, detach_state
 
 EXACT = {"rtol": 0, "atol": 0}
 

@@ -7,12 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brain_ai.core.functional import lif_multi_step, lif_step
+from brain_ai.apps.validate import VARIANTS, Variant
 from brain_ai.core.neurons import AdaptiveLIFNeuron, LIFNeuron, RecurrentLIFNeuron
-from brain_ai.core.state import SpikingState, detach_state
 from brain_ai.core.unroll import UnrollResult, snn_unroll
 from brain_ai.errors import ConfigError
-from brain_ai.validate import VARIANTS, Variant
+from brain_ai.physics.functional import lif_multi_step, lif_step
+from brain_ai.physics.state import SpikingState, detach_state
 
 EXACT = {"rtol": 0, "atol": 0}
 T = 9

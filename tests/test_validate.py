@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from brain_ai import validate
-from brain_ai.cli import main
+from brain_ai.apps.cli import main
 
 
 def test_validate_passes_and_lists_every_variant(capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,11 +62,11 @@ def test_a_failing_check_gives_exit_code_one(monkeypatch: pytest.MonkeyPatch,
 
 def test_missing_codec_module_is_a_note(monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "brain_ai.validate_codecs", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "brain_ai.apps.validate_codecs", None)  # import now fails
     rc = main(["validate", "--only", "lif"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "codecs: skipped (brain_ai.validate_codecs is not installed)" in out
+    assert "codecs: skipped (brain_ai.apps.validate_codecs is not installed)" in out
 
 
 def test_failing_codec_rows_fail_the_run(monkeypatch: pytest.MonkeyPatch,
@@ -76,7 +76,7 @@ def test_failing_codec_rows_fail_the_run(monkeypatch: pytest.MonkeyPatch,
         def codec_checks() -> list[tuple[str, bool, str]]:
             return [("encoder/x/contract", True, "fine"), ("decoder/y/contract", False, "bad")]
 
-    monkeypatch.setitem(sys.modules, "brain_ai.validate_codecs", FakeCodecs)
+    monkeypatch.setitem(sys.modules, "brain_ai.apps.validate_codecs", FakeCodecs)
     rc = main(["validate", "--only", "lif"])
     out = capsys.readouterr().out
     assert rc == 1

@@ -39,9 +39,9 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.config import DecodingConfig
-from brain_ai.core.axes import TIME_DIM
 from brain_ai.core.encoding import SpikeBatch
 from brain_ai.errors import ConfigError, ShapeError, check_positive
+from brain_ai.physics.axes import TIME_DIM
 
 __all__ = [
     "DecoderOutput",

@@ -3,7 +3,7 @@ r"""Spike encoders: continuous inputs -> batch-first spike trains (seed 002, "Sp
 Every encoder is an ``nn.Module`` whose ``forward`` returns a :class:`SpikeBatch` whose
 ``spikes`` are batch-first ``(B, T, ...)``. Peers (snnTorch ``spikegen``, SpikingJelly
 ``encoding``) are time-first; the only conversion is :func:`time_to_batch_first` /
-:func:`batch_to_time_first` (re-exported here from :mod:`brain_ai.core.axes`).
+:func:`batch_to_time_first` (re-exported here from :mod:`brain_ai.physics.axes`).
 
 AMP rules: inputs are cast to fp32 before normalization, every uniform/normal draw is fp32,
 and spikes are produced by a comparison (exactly 0 or 1), then cast to ``spike_dtype``.
@@ -30,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.config import EncodingConfig
-from brain_ai.core.axes import BATCH_DIM, TIME_DIM, batch_to_time_first, time_to_batch_first
 from brain_ai.errors import ConfigError, ShapeError, check_choice
+from brain_ai.physics.axes import BATCH_DIM, TIME_DIM, batch_to_time_first, time_to_batch_first
 
 __all__ = [
     "BATCH_DIM",

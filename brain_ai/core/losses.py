@@ -78,8 +78,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from brain_ai.config import LossConfig
-from brain_ai.core.axes import TIME_DIM, batch_to_time_first
 from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.physics.axes import TIME_DIM, batch_to_time_first
 
 __all__ = [
     "HEALTHY_RANGES",

@@ -5,7 +5,7 @@ Every neuron maps ``forward(x, state=None)`` to ``(spikes, state)`` in two modes
 ========  ==================  ==================  ======================================
 mode      input               output              path
 ========  ==================  ==================  ======================================
-step      ``(B, *f)``         ``(B, *f)``         :func:`brain_ai.core.functional.lif_step`
+step      ``(B, *f)``         ``(B, *f)``         :func:`brain_ai.physics.functional.lif_step`
 sequence  ``(B, T, *f)``      ``(B, T, *f)``      :func:`brain_ai.core.unroll.snn_unroll`
 ========  ==================  ==================  ======================================
 
@@ -13,7 +13,7 @@ sequence  ``(B, T, *f)``      ``(B, T, *f)``      :func:`brain_ai.core.unroll.sn
 passed, else from ``features`` given at construction; otherwise call :meth:`step` or
 :meth:`sequence` explicitly (no guessing).
 
-The physics (charge, fire, reset and their timing) is in :mod:`brain_ai.core.rules`; these
+The physics (charge, fire, reset and their timing) is in :mod:`brain_ai.physics.rules`; these
 classes resolve parameters (clamping β, learnable tensors) and validate input.
 
 Variants: :class:`LIFNeuron` (optionally current-based synapse, refractory period, graded
@@ -31,14 +31,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.core import rules
-from brain_ai.core.functional import LIFParams, lif_multi_step, lif_step
-from brain_ai.core.mappings import beta_from_tau_exact, plif_w_from_tau
-from brain_ai.core.state import SpikingState, detach_state
-from brain_ai.core.surrogates import ATan, Surrogate
+from brain_ai.core.backends import NATIVE, check_backend, get_default_backend, peer_cell
 from brain_ai.core.unroll import check_chunk_size, snn_unroll
 from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
 from brain_ai.kernels import KERNELS, fused_multi_step
+from brain_ai.physics import rules
+from brain_ai.physics.functional import LIFParams, lif_multi_step, lif_step
+from brain_ai.physics.mappings import beta_from_tau_exact, plif_w_from_tau
+from brain_ai.physics.state import SpikingState, detach_state
+from brain_ai.physics.surrogates import ATan, Surrogate
 
 __all__ = [
     "AdaptiveLIFNeuron",
@@ -114,7 +115,7 @@ class SpikingNeuronBase(nn.Module):
         tau: membrane time constant (``charge`` in ``"tau"``, ``"tau_input"``, ``"rate"``,
             ``"rate_input"``), ``>= 1``. Giving ``tau`` without ``charge`` selects
             ``"tau_input"`` (``v += (x - (v - v_reset)) / τ``).
-        charge: charge rule (see :mod:`brain_ai.core.rules`).
+        charge: charge rule (see :mod:`brain_ai.physics.rules`).
         threshold: firing threshold θ (float or per-neuron tensor).
         v_reset: reset / resting potential; the initial membrane.
         reset: ``"subtract"`` | ``"zero"`` (to ``v_reset``) | ``"none"``.
@@ -140,7 +141,7 @@ class SpikingNeuronBase(nn.Module):
         chunk_size: default truncated-BPTT window of sequence calls (``None`` = full BPTT).
         backend: ``"native"``, ``"snntorch"`` or ``"spikingjelly"`` (the step runs on the
             peer's implementation, sharing this module's parameters; see
-            :mod:`brain_ai.backends`); ``None`` follows the global default.
+            :mod:`brain_ai.core.backends`); ``None`` follows the global default.
         kernel: multi-step kernel of the native backend: ``"reference"`` (per-step autograd:
             gradients in the same operation order as the peers), ``"fused"``, ``"native"``,
             ``"triton"`` (CUDA tensors; opt-in, untested on GPU hardware);
@@ -189,7 +190,7 @@ class SpikingNeuronBase(nn.Module):
         rules.check_rule(where, "beta_param", beta_param, ("clamp", "sigmoid"))
         rules.check_rule(where, "dtype_policy", dtype_policy, ("float32", "input"))
         if backend is not None:
-            rules.check_rule(where, "backend", backend, ("native", "snntorch", "spikingjelly"))
+            check_backend(where, backend)
         if kernel is not None:
             rules.check_rule(where, "kernel", kernel, KERNELS)
         self.backend = backend
@@ -199,7 +200,7 @@ class SpikingNeuronBase(nn.Module):
         if not isinstance(surrogate, Surrogate):
             raise ConfigError(where, "surrogate must be a brain_ai Surrogate", got=surrogate,
                               expected="e.g. ATan(), FastSigmoid(slope=25)",
-                              hint="see brain_ai.core.surrogates")
+                              hint="see brain_ai.physics.surrogates")
         if not is_int(refractory_steps) or refractory_steps < 0:
             raise ConfigError(where, "refractory_steps must be an int >= 0",
                               got=repr(refractory_steps), expected="int >= 0",
@@ -329,10 +330,8 @@ class SpikingNeuronBase(nn.Module):
 
     def cell(self) -> Any:
         """``(x_t, state) -> (spikes, state)`` on this neuron's backend, for one call."""
-        from brain_ai.backends import get_default_backend, peer_cell
-
         backend = self.backend or get_default_backend()
-        if backend == "native":
+        if backend == NATIVE:
             return _Cell(self.params(), self.kernel)
         return peer_cell(self, backend)
 

@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
-from brain_ai.core.axes import TIME_DIM, batch_to_time_first, time_to_batch_first
 from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, compute_snn_metrics
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
@@ -35,10 +34,11 @@ from brain_ai.core.neurons import (
     RecurrentLIFNeuron,
     SpikingNeuronBase,
 )
-from brain_ai.core.state import SpikingState
-from brain_ai.core.surrogates import surrogate_from_name
 from brain_ai.core.unroll import check_chunk_size, snn_unroll
 from brain_ai.errors import ConfigError, ShapeError, check_positive
+from brain_ai.physics.axes import TIME_DIM, batch_to_time_first, time_to_batch_first
+from brain_ai.physics.state import SpikingState
+from brain_ai.physics.surrogates import surrogate_from_name
 
 __all__ = [
     "ConvSNN",
@@ -231,7 +231,7 @@ def neuron_from_config(config: SNNConfig, features: int | Sequence[int]) -> Spik
 
     Every neuron field of :class:`SNNConfig` maps onto the neuron argument of the same name;
     ``surrogate`` / ``surrogate_scale`` go through
-    :func:`~brain_ai.core.surrogates.surrogate_from_name`. ``"advanced"`` learns its own
+    :func:`~brain_ai.physics.surrogates.surrogate_from_name`. ``"advanced"`` learns its own
     per-neuron τ, so it ignores ``beta``, ``learn_beta`` and ``beta_param``; ``"recurrent"``
     on ``(C, H, W)`` features uses a ``conv2d`` recurrence.
 

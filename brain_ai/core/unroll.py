@@ -19,19 +19,12 @@ import torch
 import torch.utils._pytree as pytree
 from torch import Tensor
 
-from brain_ai.core.axes import TIME_DIM
-from brain_ai.core.state import detach_state
-from brain_ai.errors import ConfigError, ShapeError, is_int
+from brain_ai.errors import ConfigError, ShapeError
+from brain_ai.physics.axes import TIME_DIM
+from brain_ai.physics.state import detach_state
+from brain_ai.physics.windows import check_chunk_size
 
 __all__ = ["UnrollResult", "check_chunk_size", "snn_unroll"]
-
-
-def check_chunk_size(where: str, chunk_size: object) -> None:
-    """A truncated-BPTT window is a positive int, or ``None`` for full BPTT."""
-    if chunk_size is not None and (not is_int(chunk_size) or chunk_size <= 0):  # type: ignore[operator]
-        raise ConfigError(where, "chunk_size must be a positive int or None",
-                          got=repr(chunk_size), expected="int > 0 or None",
-                          hint="None runs full BPTT")
 
 
 class UnrollResult(NamedTuple):

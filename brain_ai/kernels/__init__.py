@@ -3,7 +3,7 @@ r"""Fast multi-step kernels of the LIF family, chosen per call by :func:`fused_m
 =============  ============================================================================
 kernel         what runs
 =============  ============================================================================
-``reference``  :func:`brain_ai.core.functional.lif_multi_step` (per-step autograd graph)
+``reference``  :func:`brain_ai.physics.functional.lif_multi_step` (per-step autograd graph)
 ``fused``      :class:`brain_ai.kernels.fused.FusedLIF`: pure PyTorch, one autograd node per
                window, one saved tensor per neuron-step, hand-written backward
 ``native``     :mod:`brain_ai.kernels.native`: the same op as a C++ loop (OpenMP over batch x
@@ -47,11 +47,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from brain_ai.core.functional import LIFParams
-from brain_ai.core.state import SpikingState
 from brain_ai.errors import ConfigError
 from brain_ai.kernels import native, triton_lif
 from brain_ai.kernels.fused import FusedConfig, run_fused
+from brain_ai.physics.functional import LIFParams
+from brain_ai.physics.state import SpikingState
 
 __all__ = ["KERNELS", "FusedConfig", "fused_config", "fused_multi_step", "selected_kernel"]
 
@@ -148,7 +148,7 @@ def fused_multi_step(
 ) -> tuple[Tensor, SpikingState, dict[str, Tensor]] | None:
     """The multi-step LIF over ``x`` ``(B, T, *f)`` by the selected fast kernel, or ``None``.
 
-    Same contract as :func:`brain_ai.core.functional.lif_multi_step`; ``None`` means "not
+    Same contract as :func:`brain_ai.physics.functional.lif_multi_step`; ``None`` means "not
     covered here, run the reference" (unsupported feature, ``BRAIN_AI_KERNEL=reference``, or a
     tracing context).
 

@@ -1,8 +1,8 @@
 r"""The fused multi-step LIF op in pure PyTorch: one autograd node for a whole window.
 
-:func:`brain_ai.core.functional.lif_multi_step` builds an autograd graph of ~10 nodes per
+:func:`brain_ai.physics.functional.lif_multi_step` builds an autograd graph of ~10 nodes per
 step and saves ~5 tensors per neuron-step. :class:`FusedLIF` runs the same rules (calling
-:mod:`brain_ai.core.rules`, so every forward value is bit-identical) under ``no_grad``, saves
+:mod:`brain_ai.physics.rules`, so every forward value is bit-identical) under ``no_grad``, saves
 **one** fp32 tensor per neuron-step, the charged membrane ``h`` just before firing (after any
 carried reset), and runs the reverse recursion by hand in one pass.
 
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from brain_ai.core import rules
-from brain_ai.core.surrogates import Surrogate, step_function
+from brain_ai.physics import rules
+from brain_ai.physics.surrogates import Surrogate, step_function
 
 __all__ = ["FusedConfig", "FusedLIF", "h_is_free", "run_fused", "saved_hooks_active"]
 
@@ -53,7 +53,7 @@ class FusedConfig:
 
     Attributes:
         charge, comparator, reset, timing, v_reset, detach_reset: as in
-            :class:`brain_ai.core.functional.LIFParams` (``timing`` = ``reset_timing``).
+            :class:`brain_ai.physics.functional.LIFParams` (``timing`` = ``reset_timing``).
         surrogate: the spike's surrogate (its ``backward`` is called as is).
         synapse: a current-based synapse ``i = α·i + x`` is present.
         record_v: also return the stored membrane after every step.
@@ -93,7 +93,7 @@ class FusedConfig:
 
 
 def _spike(d: Tensor, comparator: str) -> Tensor:
-    """The forward of :func:`brain_ai.core.surrogates.heaviside`, without autograd."""
+    """The forward of :func:`brain_ai.physics.surrogates.heaviside`, without autograd."""
     return step_function(d, comparator == ">=")
 
 
@@ -104,7 +104,7 @@ def _reduce(g: Tensor, like: Tensor) -> Tensor:
 
 def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor | None,
                   leak: Tensor, need_leak: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(g_v1, g_drive, g_leak)`` of :func:`brain_ai.core.rules.charge`, in autograd's order."""
+    """``(g_v1, g_drive, g_leak)`` of :func:`brain_ai.physics.rules.charge`, in autograd's order."""
     vr = c.v_reset
     if c.charge == "beta":  # h = leak·v + x
         return g_h * leak, g_h, (g_h * v1 if need_leak else None)

@@ -47,8 +47,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from brain_ai.core import surrogates as S
 from brain_ai.kernels.fused import FusedConfig, h_is_free, saved_hooks_active
+from brain_ai.physics import surrogates as S
 
 __all__ = ["NativeLIF", "available", "build", "cached_bytes", "empty_cache", "load_error",
            "loaded", "native_config", "run_native"]

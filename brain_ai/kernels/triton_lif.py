@@ -3,7 +3,7 @@ r"""The fused multi-step LIF op as Triton kernels (a GPU path): forward and back
 .. warning::
    **Untested on GPU hardware.** These kernels have been validated only under the Triton
    interpreter on CPU (``tests/test_kernels_triton.py``: forward bit-identical to
-   :func:`brain_ai.core.functional.lif_multi_step`, gradients within 1e-6), and compiled
+   :func:`brain_ai.physics.functional.lif_multi_step`, gradients within 1e-6), and compiled
    ahead of time to PTX/cubin for ``sm_90`` without running. The path is **off by default**:
    the dispatcher uses it only when the user asks for the kernel ``"triton"``.
 
@@ -61,8 +61,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from brain_ai.core import surrogates as S
 from brain_ai.kernels.fused import FusedConfig
+from brain_ai.physics import surrogates as S
 
 try:  # an optional dependency: without it, available() is False and run_triton returns None
     import triton

@@ -434,7 +434,7 @@ def build_report(model: nn.Module, x: Tensor, out_dir: str | Path, *, name: str 
                              "healthy_range": "finite, > 0", "hint": FAILURE_HINTS[flag]})
 
     data: dict[str, Any] = {
-        "format": "brain_ai.debug_report/1",
+        "format": "brain_ai.apps.debug_report/1",
         "model": {"name": name or type(model).__name__, "class": type(model).__name__,
                   "repr": repr(model), "training": model.training,
                   "fold_time": bool(getattr(model, "fold_time", False)),
@@ -698,6 +698,6 @@ def run(args: argparse.Namespace, print_fn: Callable[[str], None] = print) -> in
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from brain_ai.cli import main
+    from brain_ai.apps.cli import main
 
     sys.exit(main(["debug-report", *sys.argv[1:]]))

@@ -26,7 +26,7 @@ SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("factory", help="module:callable returning the peer model, e.g. "
-                   "brain_ai.examples_snntorch:tutorial_conv")
+                   "brain_ai.conformance.models_snntorch:tutorial_conv")
     p.add_argument("--from", dest="source", choices=("snntorch", "spikingjelly"),
                    default="snntorch", help="framework of the model (default snntorch)")
     p.add_argument("--checkpoint", help="state_dict to load into the model first")

@@ -1,7 +1,7 @@
 r"""The named rules of the LIF family: charge, fire, reset and reset timing. One place, all peers.
 
 Every difference between brain_ai, snnTorch and SpikingJelly that changes numbers is one of the
-rules below, chosen by name; the step function (:func:`brain_ai.core.functional.lif_step`)
+rules below, chosen by name; the step function (:func:`brain_ai.physics.functional.lif_step`)
 only composes them. Each rule is written in the exact operation order of the peer it comes
 from, so a converted neuron computes the same bits.
 
@@ -52,8 +52,8 @@ from typing import Literal, get_args
 
 from torch import Tensor
 
-from brain_ai.core.surrogates import Surrogate, heaviside, step_function
 from brain_ai.errors import ConfigError
+from brain_ai.physics.surrogates import Surrogate, heaviside, step_function
 
 __all__ = [
     "Charge",
@@ -85,7 +85,7 @@ def check_rule(where: str, kind: str, value: object, allowed: tuple[str, ...]) -
         raise ConfigError(
             where, f"unknown {kind}", got=repr(value),
             expected=" | ".join(repr(a) for a in allowed),
-            hint=f"see brain_ai.core.rules for what each {kind} means",
+            hint=f"see brain_ai.physics.rules for what each {kind} means",
         )
 
 

@@ -57,7 +57,7 @@ def _flatten_with_keys(s: SpikingState) -> tuple[list[tuple[pytree.KeyEntry, Ten
 
 pytree.register_pytree_node(
     SpikingState, _flatten, _unflatten,
-    serialized_type_name="brain_ai.core.state.SpikingState",
+    serialized_type_name="brain_ai.physics.state.SpikingState",
     flatten_with_keys_fn=_flatten_with_keys,
 )
 

@@ -1,66 +1,37 @@
-"""Backends: run a brain_ai neuron on its native step or on a peer's implementation.
+"""The peers' engines as backend providers (snnTorch, SpikingJelly).
 
-The module, its parameters and the explicit state stay brain_ai's; only the engine of the
-step changes. The peer module is built once per neuron and *shares* the neuron's parameter
-tensors, so gradients land on the brain_ai parameters. Peer modules keep state on
-themselves; it is cleared after every call, so no hidden state survives.
-
-Choose per neuron (``LIFNeuron(..., backend="snntorch")``), per block of code
-(``with use_backend("snntorch"): ...``) or globally (:func:`set_default_backend`). A neuron
-whose rules the peer cannot reproduce raises :class:`~brain_ai.errors.ConversionError` with
-the reason (the same checks as the adapters' ``to_snntorch`` / ``to_spikingjelly``).
+Registered into :mod:`brain_ai.core.backends` when :mod:`brain_ai.adapters` is imported (which
+``import brain_ai`` does). The peer module is built once per neuron and *shares* the neuron's
+parameter tensors, so gradients land on the brain_ai parameters. Peer modules keep state on
+themselves; it is cleared after every call, so no hidden state survives. A neuron whose rules
+the peer cannot reproduce raises :class:`~brain_ai.errors.ConversionError` with the reason (the
+same checks as the adapters' ``to_snntorch`` / ``to_spikingjelly``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor, nn
 
-from brain_ai.core import rules
-from brain_ai.core.state import SpikingState
+from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
+from brain_ai.adapters.spikingjelly import (
+    state_from_spikingjelly,
+    state_to_spikingjelly,
+    to_spikingjelly,
+)
+from brain_ai.core.backends import check_backend, register_backend
+from brain_ai.core.neurons import SpikingNeuronBase
+from brain_ai.physics.state import SpikingState
 
-if TYPE_CHECKING:
-    from brain_ai.core.neurons import SpikingNeuronBase
-
-__all__ = ["BACKENDS", "get_default_backend", "peer_cell", "set_backend",
-           "set_default_backend", "use_backend"]
-
-BACKENDS = ("native", "snntorch", "spikingjelly")
-_default = ["native"]
-
-
-def set_default_backend(name: str) -> None:
-    """Backend of neurons constructed with ``backend=None`` (the default)."""
-    rules.check_rule("set_default_backend", "backend", name, BACKENDS)
-    _default[0] = name
-
-
-def get_default_backend() -> str:
-    return _default[0]
-
-
-@contextlib.contextmanager
-def use_backend(name: str) -> Iterator[None]:
-    """Temporarily change the default backend."""
-    rules.check_rule("use_backend", "backend", name, BACKENDS)
-    old = _default[0]
-    _default[0] = name
-    try:
-        yield
-    finally:
-        _default[0] = old
+__all__ = ["set_backend"]
 
 
 def set_backend(model: nn.Module, name: str | None) -> nn.Module:
     """Set the backend of every brain_ai neuron in ``model`` (``None``: follow the default)."""
-    from brain_ai.core.neurons import SpikingNeuronBase
-
     if name is not None:
-        rules.check_rule("set_backend", "backend", name, BACKENDS)
+        check_backend("set_backend", name)
     for m in model.modules():
         if isinstance(m, SpikingNeuronBase):
             m.backend = name
@@ -105,8 +76,6 @@ class _SnnTorchCell:
     """One step on an snnTorch neuron, state passed explicitly and cleared afterwards."""
 
     def __init__(self, neuron: SpikingNeuronBase) -> None:
-        from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
-
         rules_now = _rules_of(neuron)
         cached = _SNNTORCH_PEERS.get(neuron)
         if cached is None or cached[0] != rules_now:
@@ -135,15 +104,11 @@ class _SpikingJellyCell:
     """
 
     def __init__(self, neuron: SpikingNeuronBase) -> None:
-        from brain_ai.adapters.spikingjelly import to_spikingjelly
-
         self.peer = to_spikingjelly(neuron, step_mode="s")
         if isinstance(getattr(neuron, "w", None), nn.Parameter):
             self.peer._parameters["w"] = neuron.w
 
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
-        from brain_ai.adapters.spikingjelly import state_from_spikingjelly, state_to_spikingjelly
-
         state_to_spikingjelly(state, self.peer)
         try:
             s = self.peer(x)
@@ -154,9 +119,5 @@ class _SpikingJellyCell:
         return s, new
 
 
-def peer_cell(neuron: SpikingNeuronBase, backend: str) -> Any:
-    """A ``(x_t, state) -> (spikes, state)`` cell running ``neuron`` on ``backend``."""
-    rules.check_rule(f"{type(neuron).__name__}", "backend", backend, BACKENDS)
-    if backend == "snntorch":
-        return _SnnTorchCell(neuron)
-    return _SpikingJellyCell(neuron)
+register_backend("snntorch", _SnnTorchCell)
+register_backend("spikingjelly", _SpikingJellyCell)

@@ -18,10 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "brain_ai.conformance.cli",
         "equivalence matrix against the installed snnTorch / SpikingJelly (the main job)",
     ),
-    "validate": ("brain_ai.validate", "runtime contract checks over every neuron variant"),
-    "migrate": ("brain_ai.adapters.cli", "convert an snnTorch/SpikingJelly model and verify it"),
-    "amp-stress": ("brain_ai.amp_stress", "every encoder, decoder and loss under autocast"),
-    "debug-report": ("brain_ai.debug_report", "HTML report of firing rates, membranes, grads"),
+    "validate": ("brain_ai.apps.validate", "runtime contract checks over every neuron variant"),
+    "migrate": ("brain_ai.apps.migrate", "convert an snnTorch/SpikingJelly model and verify it"),
+    "amp-stress": ("brain_ai.apps.amp_stress", "every encoder, decoder and loss under autocast"),
+    "debug-report": ("brain_ai.apps.debug_report", "HTML report of firing rates, membranes, grads"),
 }
 
 

@@ -25,7 +25,7 @@ column         passes when
 =============  ===========================================================================
 
 It prints a pass/fail table (rows = variants, columns = checks), then the reason of each
-failure, then the codec rows of :mod:`brain_ai.validate_codecs` if that module is installed,
+failure, then the codec rows of :mod:`brain_ai.apps.validate_codecs` if that module is installed,
 and returns 1 if anything failed, else 0.
 
 :data:`VARIANTS` is also the list the contract tests are parametrized over, so a new variant
@@ -50,7 +50,7 @@ from brain_ai.core.neurons import (
     RecurrentLIFNeuron,
     SpikingNeuronBase,
 )
-from brain_ai.core.state import SpikingState
+from brain_ai.physics.state import SpikingState
 
 __all__ = [
     "CHECKS",
@@ -347,11 +347,11 @@ def _table(results: dict[str, dict[str, str]]) -> list[str]:
 
 def _codec_section() -> tuple[list[str], bool]:
     try:
-        validate_codecs = importlib.import_module("brain_ai.validate_codecs")
+        validate_codecs = importlib.import_module("brain_ai.apps.validate_codecs")
     except ModuleNotFoundError as exc:
-        if exc.name != "brain_ai.validate_codecs":
+        if exc.name != "brain_ai.apps.validate_codecs":
             raise
-        return ["codecs: skipped (brain_ai.validate_codecs is not installed)"], True
+        return ["codecs: skipped (brain_ai.apps.validate_codecs is not installed)"], True
     rows = validate_codecs.codec_checks()
     if not rows:
         return ["codecs: no checks reported"], True
@@ -370,7 +370,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=[v.name for v in VARIANTS],
                         help="check only this variant (repeatable)")
     parser.add_argument("--no-codecs", action="store_true",
-                        help="skip the codec checks of brain_ai.validate_codecs")
+                        help="skip the codec checks of brain_ai.apps.validate_codecs")
 
 
 def run(args: argparse.Namespace) -> int:

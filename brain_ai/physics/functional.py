@@ -5,7 +5,7 @@ r"""The pure step of the LIF family, and its multi-step path.
 call (through :func:`brain_ai.core.unroll.snn_unroll`); a fused kernel replaces it without any
 API change. It iterates with ``unbind`` (never ``x[t]`` on a grad-requiring tensor).
 
-One step, in order (rules named in :mod:`brain_ai.core.rules`)::
+One step, in order (rules named in :mod:`brain_ai.physics.rules`)::
 
     x      <- delayed input  sum_k w_k(d) * history[k]          (learnable delays, optional)
     r      =  H(v - θ) detached                                  (carried reset timings only)
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from brain_ai.core import rules
-from brain_ai.core.state import SpikingState
-from brain_ai.core.surrogates import Surrogate
+from brain_ai.physics import rules
+from brain_ai.physics.state import SpikingState
+from brain_ai.physics.surrogates import Surrogate
 
 __all__ = ["LIFParams", "lif_multi_step", "lif_step"]
 
