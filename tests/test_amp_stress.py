@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from brain_ai import amp_stress
+from brain_ai.apps import amp_stress
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from brain_ai import validate
+from brain_ai.apps import validate
 from brain_ai.apps.cli import main
 
 
