@@ -16,12 +16,27 @@ from brain_ai.physics.surrogates import SURROGATE_NAMES
 from brain_ai.physics.windows import check_chunk_size
 
 __all__ = [
+    "LATENCY_MAPPINGS",
+    "MEMBRANE_REDUCTIONS",
+    "NORMALIZATIONS",
+    "POPULATION_CENTERS",
     "CodecPreset",
     "DecodingConfig",
     "EncodingConfig",
     "LossConfig",
     "SNNConfig",
+    "check_delta_threshold",
+    "check_ensemble",
+    "check_jitter",
+    "check_latency_code",
+    "check_membrane_reduce",
+    "check_population_code",
+    "check_rate_affine",
+    "check_seed",
+    "check_spike_window",
+    "check_value_range",
     "population_classification_preset",
+    "population_spacing",
     "rate_classification_preset",
     "regression_preset",
     "ttfs_classification_preset",
@@ -135,10 +150,151 @@ _ENCODINGS = (
     "rate_bernoulli", "rate_poisson", "rate_deterministic", "latency", "ttfs", "population",
     "delta",
 )
-_NORMALIZATIONS = ("none", "minmax", "sigmoid", "clamp")
-_LATENCY_MAPPINGS = ("linear", "exponential", "log")
+_RATE_TYPES = ("rate_bernoulli", "rate_poisson", "rate_deterministic")
 _DECODINGS = ("rate", "first_spike", "population", "membrane", "ensemble")
 _POPULATION_MODES = ("classification", "regression")
+NORMALIZATIONS = ("none", "minmax", "sigmoid", "clamp")
+LATENCY_MAPPINGS = ("linear", "exponential", "log")
+POPULATION_CENTERS = ("linear", "uniform", "learned")
+MEMBRANE_REDUCTIONS = ("last", "max")
+
+
+# --------------------------------------------------------------------------- codec rules
+#
+# The rules that tie codec options together (or that only one encoder / decoder reads), each
+# written once: EncodingConfig / DecodingConfig call them in ``__post_init__`` and the encoders /
+# decoders of :mod:`brain_ai.core.encoding` / :mod:`brain_ai.core.decoding` call them in their
+# constructors. ``where`` is the public name to report (``"EncodingConfig"``, ``"TTFSEncoder"``);
+# ``*_name`` arguments give the spelling of a field where the config and the constructor differ
+# (``population_sigma`` vs ``sigma``). Pure functions: plain values in, ``ConfigError`` out.
+
+
+def check_seed(where: str, seed: object) -> None:
+    """``seed`` is an int or ``None``."""
+    if seed is not None and not is_int(seed):
+        raise ConfigError(f"{where}.seed", "seed must be an int or None", got=repr(seed),
+                          expected="int | None", hint="None uses torch's global RNG")
+
+
+def check_rate_affine(where: str, gain: object, bias: object) -> tuple[float, float]:
+    """``(float(gain), float(bias))`` of the rate code ``p = clamp(gain·x̂ + bias, 0, 1)``."""
+    out = []
+    for name, value in (("rate_gain", gain), ("rate_bias", bias)):
+        try:
+            out.append(float(value))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.{name}", f"{name} must be a number", got=repr(value),
+                              expected="a float",
+                              hint="p = clamp(rate_gain * x + rate_bias, 0, 1)") from None
+    return out[0], out[1]
+
+
+def check_spike_window(where: str, num_steps: int, t_min: object, t_max: object) -> int:
+    """Latency / TTFS window: ints with ``0 <= t_min <= t_max <= num_steps - 1``.
+
+    ``t_max=None`` means ``num_steps - 1``; returns the resolved ``t_max``.
+    """
+    t_max = num_steps - 1 if t_max is None else t_max
+    if not (isinstance(t_min, int) and isinstance(t_max, int)
+            and 0 <= t_min <= t_max <= num_steps - 1):
+        raise ConfigError(f"{where}.t_min/t_max", "the spike window is not inside [0, T-1]",
+                          got=f"t_min={t_min!r}, t_max={t_max!r}, T={num_steps}",
+                          expected="ints with 0 <= t_min <= t_max <= T-1",
+                          hint="t_max=None means T-1")
+    return t_max
+
+
+def check_latency_code(where: str, mapping: str, threshold: Any, tau: Any) -> None:
+    """Latency / TTFS curve: ``threshold`` in ``[0, 1)`` (``(0, 1)`` for ``log``), ``tau > 0``
+    or ``None``, and ``threshold > 0`` for the exponential code fitted to the window
+    (``tau=None``)."""
+    if not (0.0 < threshold < 1.0 or (threshold == 0.0 and mapping != "log")):
+        raise ConfigError(f"{where}.threshold", "threshold is outside its range",
+                          got=threshold, expected="0 < θ < 1" if mapping == "log"
+                          else "0 <= θ < 1",
+                          hint="θ is the weakest intensity that still codes its own time")
+    if tau is not None and not tau > 0:
+        raise ConfigError(f"{where}.tau", "tau must be positive or None", got=tau,
+                          expected="> 0 or None", hint="None fits the code to the window")
+    if mapping == "exponential" and tau is None and threshold <= 0:
+        raise ConfigError(f"{where}.threshold", "the exponential code needs θ > 0 to fit "
+                          "the window (ln(1/0) is infinite)", got=threshold,
+                          expected="θ > 0 when tau is None", hint="e.g. threshold=0.01")
+
+
+def check_jitter(where: str, jitter: Any) -> None:
+    """Latency / TTFS training-time timing noise: ``jitter >= 0`` steps."""
+    if not jitter >= 0:
+        raise ConfigError(f"{where}.jitter", "jitter must be >= 0", got=jitter,
+                          expected=">= 0 (steps)", hint="0 disables it")
+
+
+def check_value_range(where: str, value_range: Any) -> tuple[float, float]:
+    """Population ``value_range = (lo, hi)`` with ``lo < hi``; returns it as floats."""
+    lo, hi = (float(v) for v in value_range)
+    if not lo < hi:
+        raise ConfigError(f"{where}.value_range", "empty range", got=value_range,
+                          expected="(lo, hi) with lo < hi", hint="e.g. (0.0, 1.0)")
+    return lo, hi
+
+
+def population_spacing(lo: float, hi: float, population_size: int, centers: str) -> float:
+    """Distance between neighbouring tuning-curve centers: ``(hi - lo) / P`` for
+    ``"uniform"`` (bin midpoints), ``(hi - lo) / (P - 1)`` otherwise (``linspace``)."""
+    if centers == "uniform":
+        return (hi - lo) / population_size
+    return (hi - lo) / max(population_size - 1, 1)
+
+
+def check_population_code(where: str, population_size: int, *, sigma: Any, centers: str,
+                          value_range: Any, sigma_name: str = "sigma",
+                          centers_name: str = "centers") -> tuple[float, float, Any]:
+    """Population encoder: known ``centers``, ``lo < hi`` and a positive ``sigma``
+    (``None`` = the center spacing). Returns ``(lo, hi, sigma)`` with ``sigma`` resolved."""
+    check_choice(where, centers_name, centers, POPULATION_CENTERS)
+    lo, hi = check_value_range(where, value_range)
+    sigma = population_spacing(lo, hi, population_size, centers) if sigma is None else sigma
+    if not sigma > 0:
+        raise ConfigError(f"{where}.{sigma_name}", "sigma must be positive", got=sigma,
+                          expected="> 0 or None", hint="None uses the center spacing")
+    return lo, hi, sigma
+
+
+def check_delta_threshold(where: str, threshold: Any, *, name: str = "threshold") -> None:
+    """Delta encoder: the change that triggers a spike is ``> 0``."""
+    if not threshold > 0:
+        raise ConfigError(f"{where}.{name}", "threshold must be positive",
+                          got=threshold, expected="> 0", hint="e.g. 0.1")
+
+
+def check_membrane_reduce(where: str, reduce: object, *, name: str = "reduce") -> None:
+    """Membrane decoder: ``reduce`` is ``"last"`` or ``"max"``."""
+    if reduce not in MEMBRANE_REDUCTIONS:
+        raise ConfigError(f"{where}.{name}", "unknown reduction", got=repr(reduce),
+                          expected="'last' | 'max'", hint="pick one of the listed values")
+
+
+def check_ensemble(where: str, members: int, weights: Any, *, regression: object = None,
+                   members_name: str = "members", weights_name: str = "weights"
+                   ) -> list[float]:
+    """Ensemble decoder: ``members >= 1`` classifiers (``regression``: the first member that
+    regresses, or ``None``) and one weight ``>= 0`` per member, not all 0 (``None`` = equal).
+
+    Returns the weights as floats (not normalized).
+    """
+    if not members:
+        raise ConfigError(f"{where}.{members_name}", "an ensemble needs members",
+                          got=0, expected=">= 1 decoder", hint="e.g. rate + first_spike")
+    if regression is not None:
+        raise ConfigError(f"{where}.{members_name}", "regression cannot be ensembled",
+                          got=regression, expected="classification decoders",
+                          hint="average regression outputs yourself")
+    weights = [1.0] * members if weights is None else [float(w) for w in weights]
+    if len(weights) != members or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise ConfigError(f"{where}.{weights_name}", "one weight >= 0 per member, not all 0",
+                          got=weights, expected=f"{members} weights",
+                          hint="None gives equal weights")
+    return weights
 
 
 class _DictMixin:
@@ -212,8 +368,8 @@ class EncodingConfig(_DictMixin):
 
     The first six fields are the seed's table; the rest are the encoders' options (names as in
     :mod:`brain_ai.core.encoding`; each encoder reads only its own). Cross-field rules (e.g.
-    ``t_max <= num_steps - 1``) are checked by building the encoder once, so the encoder's
-    checks are the only copy of them.
+    ``t_max <= num_steps - 1``) are the ``check_*`` functions of this module, which the
+    encoders' constructors call too: each rule is written once, errors name the config field.
 
     Attributes:
         type: ``rate_bernoulli | rate_poisson | rate_deterministic | latency | ttfs |
@@ -253,9 +409,9 @@ class EncodingConfig(_DictMixin):
     def __post_init__(self) -> None:
         _as_tuple(self, "value_range")
         check_choice("EncodingConfig", "type", self.type, _ENCODINGS)
-        check_choice("EncodingConfig", "normalization", self.normalization, _NORMALIZATIONS)
+        check_choice("EncodingConfig", "normalization", self.normalization, NORMALIZATIONS)
         check_choice("EncodingConfig", "latency_mapping", self.latency_mapping,
-                      _LATENCY_MAPPINGS)
+                      LATENCY_MAPPINGS)
         check_positive("EncodingConfig", "num_steps", self.num_steps, integer=True)
         check_positive("EncodingConfig", "population_size", self.population_size,
                         integer=True)
@@ -263,9 +419,28 @@ class EncodingConfig(_DictMixin):
             raise ConfigError("EncodingConfig.deterministic_eval", "must be a bool",
                               got=repr(self.deterministic_eval), expected="True | False",
                               hint="True makes inference reproducible")
-        from brain_ai.core.encoding import build_encoder  # lazy: encoding imports config
+        self._check_encoder_options()
 
-        build_encoder(self)
+    def _check_encoder_options(self) -> None:
+        """The rules of the encoder ``type`` selects (the same functions its constructor
+        calls); options of the other encoders are not read."""
+        where = "EncodingConfig"
+        if self.type != "delta":
+            check_seed(where, self.seed)
+        if self.type in _RATE_TYPES:
+            check_rate_affine(where, self.rate_gain, self.rate_bias)
+        elif self.type in ("latency", "ttfs"):
+            check_spike_window(where, self.num_steps, self.t_min, self.t_max)
+            check_latency_code(where, self.latency_mapping, self.threshold, self.tau)
+            check_jitter(where, self.jitter)
+        elif self.type == "population":
+            check_population_code(where, self.population_size, sigma=self.population_sigma,
+                                  centers=self.population_centers,
+                                  value_range=self.value_range,
+                                  sigma_name="population_sigma",
+                                  centers_name="population_centers")
+        elif self.type == "delta":
+            check_delta_threshold(where, self.delta_threshold, name="delta_threshold")
 
 
 @dataclass(frozen=True)
@@ -273,7 +448,7 @@ class DecodingConfig(_DictMixin):
     """Which decoder :func:`brain_ai.core.decoding.build_decoder` builds, and how.
 
     The first four fields are the seed's table; the rest are decoder options, validated (like
-    :class:`EncodingConfig`) by building the decoder once.
+    :class:`EncodingConfig`) by the ``check_*`` functions the decoders' constructors call too.
 
     Attributes:
         type: ``rate | first_spike | population | membrane | ensemble``.
@@ -310,9 +485,24 @@ class DecodingConfig(_DictMixin):
         for member in self.ensemble_types:
             check_choice("DecodingConfig", "ensemble_types", member,
                           tuple(d for d in _DECODINGS if d != "ensemble"))
-        from brain_ai.core.decoding import build_decoder  # lazy: decoding imports config
+        self._check_decoder_options()
 
-        build_decoder(self)
+    def _check_decoder_options(self) -> None:
+        """The rules of the decoder(s) ``type`` selects (the same functions their
+        constructors call); options of the other decoders are not read."""
+        where = "DecodingConfig"
+        kinds = self.ensemble_types if self.type == "ensemble" else (self.type,)
+        for kind in kinds:
+            if kind == "population":
+                check_value_range(where, self.value_range)
+            elif kind == "membrane":
+                check_membrane_reduce(where, self.membrane_reduce, name="membrane_reduce")
+        if self.type == "ensemble":
+            regression = "population" in kinds and self.population_mode == "regression"
+            check_ensemble(where, len(kinds), self.ensemble_weights,
+                           regression="population (population_mode='regression')"
+                           if regression else None,
+                           members_name="ensemble_types", weights_name="ensemble_weights")
 
 
 @dataclass(frozen=True)

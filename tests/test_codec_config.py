@@ -83,7 +83,10 @@ def test_configs_are_frozen() -> None:
     (lambda: EncodingConfig(type="rate"), "unknown type"),
     (lambda: EncodingConfig(num_steps=0), "num_steps must be an int > 0"),
     (lambda: EncodingConfig(num_steps=True), "num_steps must be an int > 0"),
-    (lambda: EncodingConfig(type="ttfs", t_max=25), "spike window"),  # cross-field, via build
+    (lambda: EncodingConfig(type="ttfs", t_max=25),  # cross-field: config.check_spike_window
+     r"EncodingConfig.t_min/t_max: the spike window"),
+    (lambda: DecodingConfig(type="membrane", membrane_reduce="mean"),
+     r"DecodingConfig.membrane_reduce: unknown reduction"),
     (lambda: DecodingConfig(temperature=-1.0), "temperature must be a number > 0"),
     (lambda: DecodingConfig(type="ensemble", ensemble_types=("ensemble",)), "unknown"),
     (lambda: DecodingConfig(population_mode="ranking"), "unknown population_mode"),

@@ -38,7 +38,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.config import DecodingConfig
+from brain_ai.config import (
+    DecodingConfig,
+    check_ensemble,
+    check_membrane_reduce,
+    check_value_range,
+)
 from brain_ai.core.encoding import SpikeBatch
 from brain_ai.errors import ConfigError, ShapeError, check_positive
 from brain_ai.physics.axes import TIME_DIM
@@ -193,10 +198,7 @@ class PopulationDecoder(_Decoder):
                               expected="'classification' | 'regression'",
                               hint="pick one of the listed values")
         check_positive("PopulationDecoder", "eps", eps)
-        lo, hi = (float(v) for v in value_range)
-        if not lo < hi:
-            raise ConfigError("PopulationDecoder.value_range", "empty range", got=value_range,
-                              expected="(lo, hi) with lo < hi", hint="e.g. (0.0, 1.0)")
+        lo, hi = check_value_range("PopulationDecoder", value_range)
         self.population_size, self.mode, self.eps = population_size, mode, float(eps)
         self.register_buffer("centers", torch.linspace(lo, hi, population_size))
 
@@ -236,9 +238,7 @@ class MembraneDecoder(_Decoder):
 
     def __init__(self, reduce: str = "last", temperature: float = 1.0) -> None:
         super().__init__(temperature)
-        if reduce not in ("last", "max"):
-            raise ConfigError("MembraneDecoder.reduce", "unknown reduction", got=repr(reduce),
-                              expected="'last' | 'max'", hint="pick one of the listed values")
+        check_membrane_reduce("MembraneDecoder", reduce)
         self.reduce = reduce
 
     def forward(self, spikes: Tensor | SpikeBatch | None = None,
@@ -280,20 +280,10 @@ class EnsembleDecoder(nn.Module):
     def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None,
                  eps: float = 1e-7) -> None:
         super().__init__()
-        if not members:
-            raise ConfigError("EnsembleDecoder.members", "an ensemble needs members",
-                              got=0, expected=">= 1 decoder", hint="e.g. rate + first_spike")
-        for m in members:
-            if isinstance(m, PopulationDecoder) and m.mode == "regression":
-                raise ConfigError("EnsembleDecoder.members", "regression cannot be ensembled",
-                                  got=m, expected="classification decoders",
-                                  hint="average regression outputs yourself")
-        weights = [1.0] * len(members) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(members) or any(not w >= 0 for w in weights) \
-                or not sum(weights) > 0:
-            raise ConfigError("EnsembleDecoder.weights", "one weight >= 0 per member, not all 0",
-                              got=weights, expected=f"{len(members)} weights",
-                              hint="None gives equal weights")
+        regression = next((m for m in members if isinstance(m, PopulationDecoder)
+                           and m.mode == "regression"), None)
+        weights = check_ensemble("EnsembleDecoder", len(members), weights,
+                                 regression=regression)
         check_positive("EnsembleDecoder", "eps", eps)
         self.members = nn.ModuleList(members)
         self.register_buffer("weights", torch.tensor(weights) / sum(weights))

@@ -29,7 +29,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from brain_ai.config import EncodingConfig
+from brain_ai.config import (
+    LATENCY_MAPPINGS,
+    NORMALIZATIONS,
+    EncodingConfig,
+    check_delta_threshold,
+    check_jitter,
+    check_latency_code,
+    check_population_code,
+    check_rate_affine,
+    check_seed,
+    check_spike_window,
+)
 from brain_ai.errors import ConfigError, ShapeError, check_choice
 from brain_ai.physics.axes import BATCH_DIM, TIME_DIM, batch_to_time_first, time_to_batch_first
 
@@ -50,10 +61,8 @@ __all__ = [
     "time_to_batch_first",
 ]
 
-NORMALIZATIONS = ("none", "minmax", "sigmoid", "clamp")
 RATE_MODES = ("bernoulli", "poisson", "deterministic")
 SAMPLINGS = ("bernoulli", "deterministic")
-LATENCY_MAPPINGS = ("linear", "exponential", "log")
 LOG_EPS = 1e-7  # snnTorch ``latency(epsilon=1e-7)``: log-mapping inputs saturate at threshold + eps
 _MINMAX_TINY = 1e-12
 
@@ -245,9 +254,7 @@ class _Encoder(nn.Module):
             raise ConfigError(f"{name}.num_steps", "num_steps must be a positive int",
                               got=repr(num_steps), expected="an int > 0",
                               hint="T is the number of simulation steps")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ConfigError(f"{name}.seed", "seed must be an int or None", got=repr(seed),
-                              expected="int | None", hint="None uses torch's global RNG")
+        check_seed(name, seed)
         if spike_dtype not in (torch.bool, torch.uint8, torch.float16, torch.bfloat16,
                                torch.float32, torch.float64):
             raise ConfigError(f"{name}.spike_dtype", "unsupported spike dtype",
@@ -325,7 +332,7 @@ class RateEncoder(_Encoder):
             raise ConfigError("RateEncoder.if_threshold", "if_threshold must be positive",
                               got=if_threshold, expected="> 0", hint="1.0 is the usual value")
         self.mode, self.normalization = mode, normalization
-        self.rate_gain, self.rate_bias = float(rate_gain), float(rate_bias)
+        self.rate_gain, self.rate_bias = check_rate_affine("RateEncoder", rate_gain, rate_bias)
         self.deterministic_eval, self.if_threshold = deterministic_eval, if_threshold
 
     def _sampling(self) -> str:
@@ -416,28 +423,9 @@ class LatencyEncoder(_Encoder):
         name = type(self).__name__
         check_choice(name, "mapping", mapping, LATENCY_MAPPINGS)
         check_choice(name, "normalization", normalization, NORMALIZATIONS)
-        t_max = num_steps - 1 if t_max is None else t_max
-        if not (isinstance(t_min, int) and isinstance(t_max, int)
-                and 0 <= t_min <= t_max <= num_steps - 1):
-            raise ConfigError(f"{name}.t_min/t_max", "the spike window is not inside [0, T-1]",
-                              got=f"t_min={t_min!r}, t_max={t_max!r}, T={num_steps}",
-                              expected="ints with 0 <= t_min <= t_max <= T-1",
-                              hint="t_max=None means T-1")
-        if not (0.0 < threshold < 1.0 or (threshold == 0.0 and mapping != "log")):
-            raise ConfigError(f"{name}.threshold", "threshold is outside its range",
-                              got=threshold, expected="0 < θ < 1" if mapping == "log"
-                              else "0 <= θ < 1",
-                              hint="θ is the weakest intensity that still codes its own time")
-        if tau is not None and not tau > 0:
-            raise ConfigError(f"{name}.tau", "tau must be positive or None", got=tau,
-                              expected="> 0 or None", hint="None fits the code to the window")
-        if mapping == "exponential" and tau is None and threshold <= 0:
-            raise ConfigError(f"{name}.threshold", "the exponential code needs θ > 0 to fit "
-                              "the window (ln(1/0) is infinite)", got=threshold,
-                              expected="θ > 0 when tau is None", hint="e.g. threshold=0.01")
-        if not jitter >= 0:
-            raise ConfigError(f"{name}.jitter", "jitter must be >= 0", got=jitter,
-                              expected=">= 0 (steps)", hint="0 disables it")
+        t_max = check_spike_window(name, num_steps, t_min, t_max)
+        check_latency_code(name, mapping, threshold, tau)
+        check_jitter(name, jitter)
         self.mapping, self.normalization, self.tau = mapping, normalization, tau
         self.threshold, self.t_min, self.t_max = float(threshold), t_min, t_max
         self.allow_no_spike, self.jitter = allow_no_spike, float(jitter)
@@ -542,7 +530,6 @@ class PopulationEncoder(_Encoder):
                  seed: int | None = None, if_threshold: float = 1.0,
                  spike_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(num_steps, seed, spike_dtype)
-        check_choice("PopulationEncoder", "centers", centers, ("linear", "uniform", "learned"))
         check_choice("PopulationEncoder", "sampling", sampling, SAMPLINGS)
         check_choice("PopulationEncoder", "normalization", normalization, NORMALIZATIONS)
         if isinstance(population_size, bool) or not isinstance(population_size, int) \
@@ -550,21 +537,14 @@ class PopulationEncoder(_Encoder):
             raise ConfigError("PopulationEncoder.population_size", "must be a positive int",
                               got=repr(population_size), expected="an int > 0",
                               hint="8 neurons per feature is typical")
-        lo, hi = (float(v) for v in value_range)
-        if not lo < hi:
-            raise ConfigError("PopulationEncoder.value_range", "empty range", got=value_range,
-                              expected="(lo, hi) with lo < hi", hint="e.g. (0.0, 1.0)")
+        lo, hi, sigma = check_population_code("PopulationEncoder", population_size,
+                                              sigma=sigma, centers=centers,
+                                              value_range=value_range)
         P = population_size
         if centers == "uniform":
             c = lo + (torch.arange(P, dtype=torch.float32) + 0.5) * ((hi - lo) / P)
-            spacing = (hi - lo) / P
         else:
             c = torch.linspace(lo, hi, P)
-            spacing = (hi - lo) / max(P - 1, 1)
-        sigma = spacing if sigma is None else sigma
-        if not sigma > 0:
-            raise ConfigError("PopulationEncoder.sigma", "sigma must be positive", got=sigma,
-                              expected="> 0 or None", hint="None uses the center spacing")
         self.centers: Tensor
         if centers == "learned":
             self.centers = nn.Parameter(c)
@@ -639,9 +619,7 @@ class DeltaEncoder(nn.Module):
         super().__init__()
         check_choice("DeltaEncoder", "initial", initial, ("zero", "first"))
         check_choice("DeltaEncoder", "normalization", normalization, NORMALIZATIONS)
-        if not threshold > 0:
-            raise ConfigError("DeltaEncoder.threshold", "threshold must be positive",
-                              got=threshold, expected="> 0", hint="e.g. 0.1")
+        check_delta_threshold("DeltaEncoder", threshold)
         if streaming and normalization == "minmax":
             raise ConfigError("DeltaEncoder.normalization", "minmax statistics change from "
                               "chunk to chunk", got="'minmax' with streaming=True",
