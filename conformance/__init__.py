@@ -3,14 +3,7 @@
 Run it with ``brain-ai conformance`` or ``pytest conformance``.
 """
 
-from brain_ai.conformance.registry import (
-    CASES,
-    Case,
-    CaseResult,
-    load_all,
-    register,
-    run_case,
-    select,
-)
+from brain_ai.conformance.registry import CASES, Case, CaseResult, register, run_case
+from brain_ai.conformance.suite import load_all, select
 
 __all__ = ["CASES", "Case", "CaseResult", "load_all", "register", "run_case", "select"]

@@ -31,7 +31,7 @@ from typing import TextIO
 
 import torch
 
-from brain_ai.conformance import registry
+from brain_ai.conformance import registry, suite
 from brain_ai.conformance.registry import Case, CaseResult
 from brain_ai.errors import BrainAIError, ConfigError
 
@@ -259,7 +259,7 @@ def _import_failure(module: str, exc: Exception) -> CaseResult:
     """A failing pseudo-row for a case module that could not be imported."""
     missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
     peer = (missing or "?").split(".")[0]
-    hint = registry.INSTALL_HINT if isinstance(exc, ImportError) else "fix the case module"
+    hint = suite.INSTALL_HINT if isinstance(exc, ImportError) else "fix the case module"
     error = (f"case module {module} cannot be imported, so its cases did not run "
              f"({type(exc).__name__}: {exc}).\n  Hint: {hint}")
 
@@ -273,7 +273,7 @@ def _import_failure(module: str, exc: Exception) -> CaseResult:
 
 def _select(args: argparse.Namespace) -> tuple[list[Case], list[CaseResult]]:
     """Load the case modules; return the selected cases and the import-failure rows."""
-    failures = [_import_failure(m, exc) for m, exc in registry.load_modules().items()]
+    failures = [_import_failure(m, exc) for m, exc in suite.load_modules().items()]
     cases = registry.filter_cases(registry.CASES, args.peer, args.family, args.keyword)
     if not cases and not failures:
         peers = sorted({c.peer for c in registry.CASES})

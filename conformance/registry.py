@@ -26,26 +26,20 @@ errors instead, so that ``brain-ai conformance`` reports a missing peer as a fai
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from brain_ai.errors import ConfigError, PeerMissingError
+from brain_ai.errors import ConfigError
 
 __all__ = [
     "CASES",
-    "INSTALL_HINT",
     "Case",
     "CaseResult",
     "filter_cases",
-    "load_all",
-    "load_modules",
     "register",
     "run_case",
-    "select",
 ]
 
 Metrics = dict[str, float]
@@ -137,55 +131,6 @@ def run_case(case: Case, seed: int = 0) -> CaseResult:
     return CaseResult(case, metrics, verdict(case, metrics), "", time.perf_counter() - t0)
 
 
-_LOADED = False
-CASE_PACKAGE = "brain_ai.conformance"  # where ``cases_*`` modules live (tests point it elsewhere)
-LOAD_ERRORS: dict[str, Exception] = {}  # case module name -> the exception its import raised
-INSTALL_HINT = (
-    'install the peers with the README\'s set-up command: pip install torch==2.13.0 && '
-    'pip install --no-deps spikingjelly==2.0.0 && pip install -e ".[peers,dev]"'
-)
-
-
-def load_modules() -> dict[str, Exception]:
-    """Import every ``cases_*`` module of :data:`CASE_PACKAGE` once; record, don't raise.
-
-    Returns:
-        case module name -> the exception raised while importing it (empty when all loaded).
-        The cases of the modules that did import are in :data:`CASES`.
-    """
-    global _LOADED
-    if not _LOADED:
-        pkg = importlib.import_module(CASE_PACKAGE)
-        for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            if info.name.startswith("cases_"):
-                try:
-                    importlib.import_module(f"{CASE_PACKAGE}.{info.name}")
-                except Exception as exc:  # recorded; load_all re-raises, the CLI reports it
-                    LOAD_ERRORS[info.name] = exc
-        _LOADED = True
-    return dict(LOAD_ERRORS)
-
-
-def load_all() -> list[Case]:
-    """Import every ``cases_*`` module of this package (once) and return the registry.
-
-    Raises:
-        PeerMissingError: (an ``ImportError``) if a case module cannot be imported, typically
-            because its peer is not installed; other import-time exceptions propagate as they
-            are. Every module is attempted first, and the error is raised on every call.
-    """
-    errors = load_modules()
-    for name, exc in errors.items():
-        if isinstance(exc, ImportError):
-            raise PeerMissingError(
-                "brain_ai.conformance.load_all", f"case module {name} cannot be imported",
-                got=f"{type(exc).__name__}: {exc}", expected="every peer importable",
-                hint=INSTALL_HINT,
-            ) from exc
-        raise exc
-    return CASES
-
-
 def filter_cases(
     cases: list[Case],
     peer: str | None = None,
@@ -203,10 +148,3 @@ def filter_cases(
             continue
         out.append(case)
     return out
-
-
-def select(
-    peer: str | None = None, family: str | None = None, keyword: str | None = None
-) -> list[Case]:
-    """Cases filtered by peer, family (case-insensitive) and a substring of the name."""
-    return filter_cases(load_all(), peer, family, keyword)

@@ -1,14 +1,15 @@
 """The equivalence matrix as pytest: one test per registered conformance case.
 
 Never skipped: a case module whose peer cannot be imported is a collection error (raised by
-:func:`~brain_ai.conformance.registry.load_all`), and an empty registry is a failing test.
+:func:`~brain_ai.conformance.suite.load_all`), and an empty registry is a failing test.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from brain_ai.conformance.registry import Case, load_all, run_case
+from brain_ai.conformance.registry import Case, run_case
+from brain_ai.conformance.suite import load_all
 
 CASES: list[Case] = list(load_all())
 

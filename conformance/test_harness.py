@@ -21,7 +21,7 @@ from torch import Tensor
 
 from brain_ai.adapters.metrics import max_abs_diff, max_rel_grad, spike_mismatches
 from brain_ai.apps.cli import main
-from brain_ai.conformance import cli, registry
+from brain_ai.conformance import cli, registry, suite
 from brain_ai.conformance.registry import Case, register, run_case, verdict
 from brain_ai.errors import PeerMissingError
 
@@ -81,8 +81,8 @@ def fake_cases() -> list[Case]:
 def fake_registry(monkeypatch: pytest.MonkeyPatch) -> list[Case]:
     """An isolated, already-loaded registry holding :func:`fake_cases`."""
     monkeypatch.setattr(registry, "CASES", [])
-    monkeypatch.setattr(registry, "LOAD_ERRORS", {})
-    monkeypatch.setattr(registry, "_LOADED", True)
+    monkeypatch.setattr(suite, "LOAD_ERRORS", {})
+    monkeypatch.setattr(suite, "_LOADED", True)
     for case in fake_cases():
         register(case)
     return registry.CASES
@@ -265,10 +265,10 @@ def test_missing_peer_is_a_failing_row_not_a_skip(
         "from brain_ai.conformance.registry import Case, register\n"
         "register(Case('p/f/ok', 'f', 'p', lambda seed: {'value': 0.0}, {'value': 0.0}))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "CASE_PACKAGE", "fake_conformance_pkg")
+    monkeypatch.setattr(suite, "CASE_PACKAGE", "fake_conformance_pkg")
     monkeypatch.setattr(registry, "CASES", [])
-    monkeypatch.setattr(registry, "LOAD_ERRORS", {})
-    monkeypatch.setattr(registry, "_LOADED", False)
+    monkeypatch.setattr(suite, "LOAD_ERRORS", {})
+    monkeypatch.setattr(suite, "_LOADED", False)
     for name in [m for m in sys.modules if m.startswith("fake_conformance_pkg")]:
         monkeypatch.delitem(sys.modules, name)
 
@@ -277,11 +277,11 @@ def test_missing_peer_is_a_failing_row_not_a_skip(
     assert re.search(r"^cases_needs_peer \(import\) +brain_ai_no_such_peer_xyz .* ERROR$", out,
                      re.MULTILINE)
     assert "No module named 'brain_ai_no_such_peer_xyz'" in out
-    assert registry.INSTALL_HINT in out
+    assert suite.INSTALL_HINT in out
     assert "conformance: 1 passed, 1 failed\n" in out
     assert run_cli(["--list"]) == 1
     with pytest.raises(PeerMissingError, match="cases_needs_peer cannot be imported"):
-        registry.load_all()
+        suite.load_all()
 
 
 def test_brain_ai_main_wiring(

@@ -23,9 +23,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from brain_ai.core import surrogates as S
 from brain_ai.kernels import fused_config
 from brain_ai.kernels.fused import FusedConfig
+from brain_ai.physics import surrogates as S
 from brain_ai.physics.functional import LIFParams, lif_multi_step
 from brain_ai.physics.state import SpikingState
 
@@ -36,7 +36,7 @@ else:  # Triton publishes wheels for Linux x86_64 only
 
 from kernel_checks import CHARGES, RESETS, SURROGATES, TIMINGS, assert_bitwise, contribution_scale
 
-from brain_ai.kernels.triton_lif import _SURROGATES, available, kernels, run_triton, triton_config
+from brain_ai.kernels.triton_lif import available, kernels, run_triton, triton_config
 
 B, T, N = 2, 7, 5
 CHW = (2, 1, 3)
@@ -318,7 +318,7 @@ def test_compiles_for_gpu_without_fma_or_approximate_division(
     assert f is not None
     fwd, bwd = kernels(False)
     ptx = [_compile(fwd, {**f, "SAVE_H": True, "TRACE": True, "BLOCK": 128}, dt),
-           _compile(bwd, {**f, "DETACH": False, "SURR": _SURROGATES[type(surrogate)][0],
+           _compile(bwd, {**f, "DETACH": False, "SURR": S.SURROGATE_CODES[type(surrogate)],
                           "HAS_GS": True, "HAS_GTR": True, "HAS_GV": True, "HAS_GI": synapse,
                           "NEED_X": True, "NEED_V0": True, "NEED_I0": synapse,
                           "NEED_LEAK": True, "NEED_TH": True, "NEED_AL": synapse,

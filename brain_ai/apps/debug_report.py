@@ -698,6 +698,6 @@ def run(args: argparse.Namespace, print_fn: Callable[[str], None] = print) -> in
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from brain_ai.apps.cli import main
-
-    sys.exit(main(["debug-report", *sys.argv[1:]]))
+    _parser = argparse.ArgumentParser(prog="python -m brain_ai.apps.debug_report")
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))

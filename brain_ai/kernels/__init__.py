@@ -13,6 +13,12 @@ kernel         what runs
                Triton interpreter on CPU); never chosen by default
 =============  ============================================================================
 
+Coverage is deny-by-default: each kernel lists the rule names it implements (``COVERED`` in
+:mod:`.fused`, :mod:`.native`, :mod:`.triton_lif`) and takes the rule codes from the one table
+(:data:`brain_ai.physics.rules.RULE_CODES`); a rule added to the table, or a
+:class:`~brain_ai.physics.functional.LIFParams` field not in :data:`KNOWN_FIELDS`, runs the
+reference until a kernel lists it.
+
 ``BRAIN_AI_KERNEL=reference|fused|native|triton`` picks one; unset, the fastest available exact
 kernel runs (``native`` on CPU when it compiles, else ``fused``; ``fused`` on CUDA tensors).
 A call a kernel does not cover falls back to the next (``triton`` -> ``native`` -> ``fused``
@@ -41,6 +47,7 @@ loop would be unrolled just the same).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -48,12 +55,13 @@ import torch
 from torch import Tensor
 
 from brain_ai.errors import ConfigError
-from brain_ai.kernels import native, triton_lif
+from brain_ai.kernels import fused, native, triton_lif
 from brain_ai.kernels.fused import FusedConfig, run_fused
 from brain_ai.physics.functional import LIFParams
 from brain_ai.physics.state import SpikingState
 
-__all__ = ["KERNELS", "FusedConfig", "fused_config", "fused_multi_step", "selected_kernel"]
+__all__ = ["KERNELS", "KNOWN_FIELDS", "FusedConfig", "fused_config", "fused_multi_step",
+           "selected_kernel", "unknown_fields_set"]
 
 KERNELS = ("reference", "fused", "native", "triton")
 ENV_VAR = "BRAIN_AI_KERNEL"
@@ -85,6 +93,28 @@ def _param_ok(t: object, shape: torch.Size, dtype: torch.dtype, device: torch.de
         return False
 
 
+#: Every :class:`LIFParams` field the dispatcher turns into kernel inputs or refuses. A field
+#: added to ``LIFParams`` and not listed here runs the reference whenever it is set away from
+#: its default (deny by default: a fast kernel never silently ignores a parameter).
+KNOWN_FIELDS = frozenset({
+    "leak", "threshold", "surrogate", "charge", "comparator", "reset", "reset_timing",
+    "v_reset", "detach_reset", "alpha", "recurrent", "adapt_decay", "adapt_scale",
+    "refractory_steps", "graded", "delays",
+})
+
+
+def unknown_fields_set(p: LIFParams) -> list[str]:
+    """The fields of ``p`` that no kernel knows and that are not at their default."""
+    out = []
+    for f in dataclasses.fields(p):
+        if f.name in KNOWN_FIELDS:
+            continue
+        value = getattr(p, f.name)
+        if f.default is dataclasses.MISSING or isinstance(value, Tensor) or value != f.default:
+            out.append(f.name)
+    return out
+
+
 def recurrent_weight(p: LIFParams) -> Tensor | None:
     """``w`` of a one-to-one recurrence ``w ⊙ s`` (``None`` for none or another kind)."""
     return getattr(p.recurrent, "elementwise_weight", None) if p.recurrent is not None else None
@@ -93,6 +123,8 @@ def recurrent_weight(p: LIFParams) -> Tensor | None:
 def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
                  ) -> FusedConfig | None:
     """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it."""
+    if unknown_fields_set(p):
+        return None
     adapt = p.adapt_decay is not None or p.adapt_scale is not None
     w_rec = recurrent_weight(p)
     if (p.recurrent is not None and w_rec is None) or p.delays is not None:
@@ -128,13 +160,15 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
         params.append(p.graded)
     if not all(_param_ok(t, v.shape, dt, v.device) for t in params):
         return None
-    return FusedConfig(
+    c = FusedConfig(
         charge=p.charge, comparator=p.comparator, reset=p.reset, timing=p.reset_timing,
         v_reset=float(p.v_reset), detach_reset=bool(p.detach_reset), surrogate=p.surrogate,
         synapse=p.alpha is not None, record_v="v" in record, adapt=adapt,
         recur=w_rec is not None, refractory=max(int(p.refractory_steps), 0),
         graded=p.graded is not None,
     )
+    # every faster kernel falls back to the fused op: it must cover the rules, or none runs
+    return c if fused.covers(c) else None
 
 
 def _transformed() -> bool:

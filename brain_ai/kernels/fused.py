@@ -44,7 +44,8 @@ from torch import Tensor
 from brain_ai.physics import rules
 from brain_ai.physics.surrogates import Surrogate, step_function
 
-__all__ = ["FusedConfig", "FusedLIF", "h_is_free", "run_fused", "saved_hooks_active"]
+__all__ = ["COVERED", "FusedConfig", "FusedLIF", "covers", "h_is_free", "run_fused",
+           "saved_hooks_active"]
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,42 @@ class FusedConfig:
 
     @property
     def carried(self) -> bool:
-        return self.timing in rules.CARRIED_TIMINGS and self.reset != "none"
+        """:func:`brain_ai.physics.rules.is_carried`."""
+        return rules.is_carried(self.reset, self.timing)
 
     @property
     def pre(self) -> bool:
-        return self.timing in rules.PRE_CHARGE_TIMINGS
+        """:func:`brain_ai.physics.rules.is_pre_charge`."""
+        return rules.is_pre_charge(self.timing)
+
+    @property
+    def compensated(self) -> bool:
+        """:func:`brain_ai.physics.rules.is_compensated`."""
+        return rules.is_compensated(self.reset, self.timing)
 
     @property
     def delayed(self) -> bool:
-        """The stored membrane is ``h`` itself (no same-step reset)."""
-        return self.timing in ("delayed", "delayed_pre") or self.reset == "none"
+        """The stored membrane is ``h`` itself (no same-step reset):
+        :func:`brain_ai.physics.rules.stores_h`."""
+        return rules.stores_h(self.reset, self.timing)
+
+
+#: The rule names whose gradients :class:`FusedLIF` writes by hand (a name the rule table
+#: gains later is not among them: the dispatcher then runs the reference).
+COVERED: dict[str, frozenset[str]] = {
+    "charge": frozenset({"beta", "tau", "tau_input", "rate", "rate_input"}),
+    "comparator": frozenset({">", ">="}),
+    "reset": frozenset({"subtract", "zero", "none"}),
+    "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
+                               "compensated_pre"}),
+}
+
+
+def covers(c: FusedConfig) -> bool:
+    """Whether :class:`FusedLIF` implements every rule of ``c`` (deny by default)."""
+    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
+             "reset_timing": c.timing}
+    return all(names[kind] in allowed for kind, allowed in COVERED.items())
 
 
 def _spike(d: Tensor, comparator: str) -> Tensor:
@@ -120,6 +147,8 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
         g_b = -g_h
         g_l = g_b * (v1 - vr) if need_leak else None
         return g_h + g_b * leak, g_h, g_l
+    if c.charge != "rate_input":  # unreachable: covers() admits only the names above
+        raise NotImplementedError(f"FusedLIF: no gradient for charge {c.charge!r}")
     # "rate_input": h = v + (x - (v - vr))·q
     g_e = g_h * leak
     g_l = g_h * (drive - (v1 - vr)) if need_leak else None
@@ -228,7 +257,7 @@ class FusedLIF(torch.autograd.Function):
         ctx.hooked = saved_hooks_active()
         if grad:
             keep_x = (c.synapse and needs[9]) or (
-                needs[7] and c.charge in ("tau_input", "rate_input"))
+                needs[7] and c.charge in rules.INPUT_CHARGES)
             ctx.save_for_backward(hs, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho,
                                   w_rec, graded, x if keep_x else None)
         return tuple(outs)
@@ -347,7 +376,7 @@ class FusedLIF(torch.autograd.Function):
             the_terms: list[Tensor] = []  # w.r.t. the compared threshold th
             thr_terms: list[Tensor] = []  # w.r.t. θ itself (the carried resets)
             if g_vp is not None and not c.delayed:
-                comp = c.timing in ("compensated", "compensated_pre")
+                comp = c.compensated
                 if c.reset == "subtract":
                     if not c.detach_reset:
                         ds = (-g_vp) * th

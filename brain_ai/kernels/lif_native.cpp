@@ -1,6 +1,6 @@
 // The native multi-step LIF op of brain_ai (see brain_ai/kernels/native.py).
 //
-// Same equations, same operation order as brain_ai/core/rules.py, so the forward is
+// Same equations, same operation order as brain_ai/physics/rules.py, so the forward is
 // bit-identical to the PyTorch reference; compile with -ffp-contract=off (no FMA contraction).
 // Layout: batch-first x (B, T, N) contiguous; state and parameters pre-expanded to (B, N).
 // Work items are (batch row, block of BLK neurons); each keeps its membrane in a local array
@@ -144,15 +144,10 @@ at::Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dt) {
 
 constexpr int64_t BLK = 64;
 
-enum Charge : int64_t { BETA = 0, TAU = 1, TAU_INPUT = 2, RATE = 3, RATE_INPUT = 4 };
-enum Reset : int64_t { SUBTRACT = 0, ZERO = 1, NONE = 2 };
-enum Timing : int64_t {
-  IMMEDIATE = 0, DELAYED = 1, DELAYED_PRE = 2, COMPENSATED = 3, COMPENSATED_PRE = 4
-};
-enum Surr : int64_t {
-  ATAN = 0, FAST_SIGMOID = 1, STE = 2, SIGMOID = 3, TRIANGULAR = 4, PW_QUAD = 5, PW_EXP = 6,
-  SOFT_SIGN = 7, SUPER_SPIKE = 8, ERF = 9
-};
+// enum Charge / Reset / Timing / Surr: generated from brain_ai.physics.rules.RULE_CODES and
+// brain_ai.physics.surrogates.SURROGATE_CODES by brain_ai.kernels.native.rules_header() into
+// the build directory; never written by hand.
+#include "brain_ai_rules.h"
 
 struct Cfg {
   int64_t charge, reset, timing, surr;
@@ -166,10 +161,12 @@ struct Cfg {
   bool comp() const { return timing == COMPENSATED || timing == COMPENSATED_PRE; }
 };
 
-Cfg parse(c10::IntArrayRef cfg, double vr, double sp) {
-  TORCH_CHECK(cfg.size() == 11, "brain_ai lif: cfg must have 11 entries");
-  return Cfg{cfg[0],      cfg[1],      cfg[2], cfg[6], cfg[3] != 0,  cfg[4] != 0, cfg[5] != 0,
-             cfg[7] != 0, cfg[8] != 0, vr,     sp,     cfg[9], cfg[10] != 0};
+// The op's named rule arguments (codes from the generated header) as one struct.
+Cfg parse(int64_t charge, int64_t reset, int64_t timing, bool ge, bool synapse,
+          bool detach_reset, int64_t surrogate, bool adapt, bool recur, int64_t refractory,
+          bool graded, double vr, double sp) {
+  return Cfg{charge, reset, timing, surrogate, ge,    synapse, detach_reset,
+             adapt,  recur, vr,     sp,        refractory, graded};
 }
 
 template <typename T>
@@ -262,7 +259,7 @@ void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
       }
       break;
     }
-    case PW_QUAD: {  // g * max(alpha - alpha^2*|x|, 0)
+    case PIECEWISE_QUADRATIC: {  // g * max(alpha - alpha^2*|x|, 0)
       const T k1 = T(a * a), k2 = T(a);
       for (int64_t k = 0; k < len; ++k) {
         T y = k2 - k1 * std::abs(x[k]);
@@ -270,7 +267,7 @@ void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
       }
       break;
     }
-    case PW_EXP: {  // g * (alpha/2 * exp(-alpha*|x|))
+    case PIECEWISE_EXP: {  // g * (alpha/2 * exp(-alpha*|x|))
       const T k1 = T(-a), k2 = T(a / 2);
       for (int64_t k = 0; k < len; ++k) out[k] = g[k] * (k2 * std::exp(k1 * std::abs(x[k])));
       break;
@@ -900,8 +897,8 @@ struct SurrFn {
   T k1, k2;
   explicit SurrFn(double a) {
     if constexpr (S == ATAN) { k1 = T(M_PI / 2 * a); k2 = T(a / 2); }
-    else if constexpr (S == PW_QUAD) { k1 = T(a * a); k2 = T(a); }
-    else if constexpr (S == PW_EXP) { k1 = T(-a); k2 = T(a / 2); }
+    else if constexpr (S == PIECEWISE_QUADRATIC) { k1 = T(a * a); k2 = T(a); }
+    else if constexpr (S == PIECEWISE_EXP) { k1 = T(-a); k2 = T(a / 2); }
     else if constexpr (S == SOFT_SIGN) { k1 = T(1 / a); k2 = T(2 * a); }
     else if constexpr (S == ERF) { k1 = T(a); k2 = T(a / std::sqrt(M_PI)); }
     else { k1 = T(a); k2 = T(0); }
@@ -921,10 +918,10 @@ struct SurrFn {
     } else if constexpr (S == TRIANGULAR) {
       const T y = g * k1;
       return x >= T(0) ? -y : y;
-    } else if constexpr (S == PW_QUAD) {
+    } else if constexpr (S == PIECEWISE_QUADRATIC) {
       const T y = k2 - k1 * std::abs(x);
       return g * (y < T(0) ? T(0) : y);
-    } else if constexpr (S == PW_EXP) {
+    } else if constexpr (S == PIECEWISE_EXP) {
       return g * (k2 * std::exp(k1 * std::abs(x)));
     } else if constexpr (S == SOFT_SIGN) {
       const T z = k1 + std::abs(x);
@@ -1077,8 +1074,8 @@ void bwd_fast_dispatch(const Cfg& c, const BwdArgs<T>& a, int64_t B) {
     case STE: go(bwd_fast<T, RS, STE>); break;
     case SIGMOID: go(bwd_fast<T, RS, SIGMOID>); break;
     case TRIANGULAR: go(bwd_fast<T, RS, TRIANGULAR>); break;
-    case PW_QUAD: go(bwd_fast<T, RS, PW_QUAD>); break;
-    case PW_EXP: go(bwd_fast<T, RS, PW_EXP>); break;
+    case PIECEWISE_QUADRATIC: go(bwd_fast<T, RS, PIECEWISE_QUADRATIC>); break;
+    case PIECEWISE_EXP: go(bwd_fast<T, RS, PIECEWISE_EXP>); break;
     case SOFT_SIGN: go(bwd_fast<T, RS, SOFT_SIGN>); break;
     case SUPER_SPIKE: go(bwd_fast<T, RS, SUPER_SPIKE>); break;
     default: go(bwd_fast<T, RS, ERF>); break;
@@ -1165,10 +1162,13 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
                                     const Opt& a0, const Opt& p0, const Opt& ref0,
                                     const at::Tensor& leak, const at::Tensor& th,
                                     const Opt& alpha, const Opt& kappa, const Opt& rho,
-                                    const Opt& w, const Opt& graded, c10::IntArrayRef cfg_list,
-                                    double v_reset, double surrogate_param, bool save_h,
-                                    bool record_v) {
-  const Cfg c = parse(cfg_list, v_reset, surrogate_param);
+                                    const Opt& w, const Opt& graded, int64_t charge, int64_t reset,
+                                    int64_t timing, bool ge, bool synapse, bool detach_reset,
+                                    int64_t surrogate, bool adapt, bool recur,
+                                    int64_t refractory, bool graded_spikes, double v_reset,
+                                    double surrogate_param, bool save_h, bool record_v) {
+  const Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
+                      refractory, graded_spikes, v_reset, surrogate_param);
   TORCH_CHECK(x.dim() == 3, "brain_ai lif: x must be (B, T, N)");
   const int64_t B = x.size(0), T_ = x.size(1), N = x.size(2);
   const auto dt = x.scalar_type();
@@ -1249,13 +1249,15 @@ std::vector<at::Tensor> lif_backward(
     const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0, const Opt& a0,
     const Opt& p0, const Opt& ref0, const Opt& x, const at::Tensor& leak, const at::Tensor& th,
     const Opt& alpha, const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
-    c10::IntArrayRef cfg_list, double v_reset, double surr_param, c10::IntArrayRef needs,
-    bool gx_into_h) {
+    int64_t charge, int64_t reset, int64_t timing, bool ge, bool synapse, bool detach_reset,
+    int64_t surrogate, bool adapt, bool recur, int64_t refractory, bool graded_spikes,
+    double v_reset, double surr_param, c10::IntArrayRef needs, bool gx_into_h) {
   // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, graded
   TORCH_CHECK(needs.size() == 12, "brain_ai lif: needs must have 12 entries");
   const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0, need_leak = needs[5] != 0,
              need_th = needs[6] != 0;
-  const Cfg c = parse(cfg_list, v_reset, surr_param);
+  const Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
+                      refractory, graded_spikes, v_reset, surr_param);
   const bool need_i0 = c.syn && needs[2] != 0, need_alpha = c.syn && needs[7] != 0;
   const bool need_a0 = c.adapt && needs[3] != 0, need_kappa = c.adapt && needs[8] != 0,
              need_rho = c.adapt && needs[9] != 0;
@@ -1368,13 +1370,17 @@ TORCH_LIBRARY(brain_ai_kernels, m) {
   m.def(
       "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor? a0, Tensor? p0, Tensor? ref0, "
       "Tensor leak, Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, "
-      "Tensor? graded, int[] cfg, float v_reset, float surrogate_param, bool save_h, "
-      "bool record_v) -> Tensor[]");
+      "Tensor? graded, "
+      "int charge, int reset, int timing, bool ge, bool synapse, bool detach_reset, "
+      "int surrogate, bool adapt, bool recur, int refractory, bool graded_spikes, "
+      "float v_reset, float surrogate_param, bool save_h, bool record_v) -> Tensor[]");
   m.def(
       "lif_backward(Tensor h, Tensor? grad_spikes, Tensor? grad_v, Tensor? grad_i, "
       "Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, Tensor? i0, "
       "Tensor? a0, Tensor? p0, Tensor? ref0, Tensor? x, Tensor leak, Tensor threshold, "
-      "Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, Tensor? graded, int[] cfg, "
+      "Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, Tensor? graded, "
+      "int charge, int reset, int timing, bool ge, bool synapse, bool detach_reset, "
+      "int surrogate, bool adapt, bool recur, int refractory, bool graded_spikes, "
       "float v_reset, float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");
   m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
   m.def("pool_cached() -> int", [] { return Pool::get().cached(); });

@@ -62,6 +62,7 @@ import torch
 from torch import Tensor
 
 from brain_ai.kernels.fused import FusedConfig
+from brain_ai.physics import rules
 from brain_ai.physics import surrogates as S
 
 try:  # an optional dependency: without it, available() is False and run_triton returns None
@@ -73,25 +74,54 @@ except ImportError:  # pragma: no cover - triton is installed wherever the tests
 
 __all__ = ["TritonLIF", "available", "kernels", "run_dispatched", "run_triton", "triton_config"]
 
-_CHARGES = {"beta": 0, "tau": 1, "tau_input": 2, "rate": 3, "rate_input": 4}
-_RESETS = {"subtract": 0, "zero": 1, "none": 2}
-_TIMINGS = {"immediate": 0, "delayed": 1, "delayed_pre": 2, "compensated": 3,
-            "compensated_pre": 4}
+_CODES = rules.RULE_CODES  # the one rule-code table (the kernels compare CHARGE/RESET to it)
+_SURR = {cls.name: code for cls, code in S.SURROGATE_CODES.items()}
+
+# The codes the device functions compare with, read from the tables (never written as
+# numbers); :func:`kernels` gives them to the compiled functions as constexpr globals.
+CHARGE_BETA = _CODES["charge"]["beta"]
+CHARGE_TAU = _CODES["charge"]["tau"]
+CHARGE_TAU_INPUT = _CODES["charge"]["tau_input"]
+CHARGE_RATE = _CODES["charge"]["rate"]
+RESET_SUBTRACT = _CODES["reset"]["subtract"]
+SURR_ATAN = _SURR["atan"]
+SURR_FAST_SIGMOID = _SURR["fast_sigmoid"]
+SURR_STE = _SURR["ste"]
+SURR_SIGMOID = _SURR["sigmoid"]
+SURR_TRIANGULAR = _SURR["triangular"]
+SURR_PIECEWISE_QUADRATIC = _SURR["piecewise_quadratic"]
+SURR_PIECEWISE_EXP = _SURR["piecewise_exp"]
+SURR_SOFT_SIGN = _SURR["soft_sign"]
+SURR_SUPER_SPIKE = _SURR["super_spike"]
+_RULE_CONSTANTS = ("CHARGE_BETA", "CHARGE_TAU", "CHARGE_TAU_INPUT", "CHARGE_RATE",
+                   "RESET_SUBTRACT", "SURR_ATAN", "SURR_FAST_SIGMOID", "SURR_STE",
+                   "SURR_SIGMOID", "SURR_TRIANGULAR", "SURR_PIECEWISE_QUADRATIC",
+                   "SURR_PIECEWISE_EXP", "SURR_SOFT_SIGN", "SURR_SUPER_SPIKE")
+
+#: The rule names the Triton kernels implement (deny by default: any other runs elsewhere).
+COVERED: dict[str, frozenset[str]] = {
+    "charge": frozenset({"beta", "tau", "tau_input", "rate", "rate_input"}),
+    "comparator": frozenset({">", ">="}),
+    "reset": frozenset({"subtract", "zero", "none"}),
+    "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
+                               "compensated_pre"}),
+}
 
 
-# surrogate class -> (id, (k1, k2) from its parameter): the constants of lif_native.cpp's
-# surrogate(), computed in double and rounded once to the state dtype, as T(...) there.
-_SURROGATES: dict[type, tuple[int, Callable[[Any], tuple[float, float]]]] = {
-    S.ATan: (0, lambda s: (math.pi / 2 * s.alpha, s.alpha / 2)),
-    S.FastSigmoid: (1, lambda s: (float(s.slope), 0.0)),
-    S.STE: (2, lambda s: (0.0, 0.0)),
-    S.Sigmoid: (3, lambda s: (float(s.alpha), 0.0)),
-    S.Triangular: (4, lambda s: (float(s.threshold), 0.0)),
-    S.PiecewiseQuadratic: (5, lambda s: (s.alpha * s.alpha, float(s.alpha))),
-    S.PiecewiseExp: (6, lambda s: (-s.alpha, s.alpha / 2)),
-    S.SoftSign: (7, lambda s: (1 / s.alpha, 2 * s.alpha)),
-    S.SuperSpike: (8, lambda s: (float(s.alpha), 0.0)),
-    S.Erf: (9, lambda s: (float(s.alpha), s.alpha / math.sqrt(math.pi))),
+# surrogate class -> (k1, k2) from its parameter: the constants of lif_native.cpp's
+# surrogate(), computed in double and rounded once to the state dtype, as T(...) there. The
+# kernel id of each is S.SURROGATE_CODES[class]; a class not listed here runs elsewhere.
+_CONSTANTS: dict[type, Callable[[Any], tuple[float, float]]] = {
+    S.ATan: lambda s: (math.pi / 2 * s.alpha, s.alpha / 2),
+    S.FastSigmoid: lambda s: (float(s.slope), 0.0),
+    S.STE: lambda s: (0.0, 0.0),
+    S.Sigmoid: lambda s: (float(s.alpha), 0.0),
+    S.Triangular: lambda s: (float(s.threshold), 0.0),
+    S.PiecewiseQuadratic: lambda s: (s.alpha * s.alpha, float(s.alpha)),
+    S.PiecewiseExp: lambda s: (-s.alpha, s.alpha / 2),
+    S.SoftSign: lambda s: (1 / s.alpha, 2 * s.alpha),
+    S.SuperSpike: lambda s: (float(s.alpha), 0.0),
+    S.Erf: lambda s: (float(s.alpha), s.alpha / math.sqrt(math.pi)),
 }
 
 
@@ -127,22 +157,22 @@ def _div(a, b):
 
 def _charge(v, dr, lk, vr, CHARGE):
     """rules.charge: ``h`` from the membrane ``v`` and the drive ``dr``."""
-    if CHARGE == 0:
+    if CHARGE == CHARGE_BETA:
         h = lk * v + dr
-    elif CHARGE == 1:
+    elif CHARGE == CHARGE_TAU:
         h = v - _div(v - vr, lk) + dr
-    elif CHARGE == 2:
+    elif CHARGE == CHARGE_TAU_INPUT:
         h = v + _div(dr - (v - vr), lk)
-    elif CHARGE == 3:
+    elif CHARGE == CHARGE_RATE:
         h = v - (v - vr) * lk + dr
-    else:
+    else:  # CHARGE_RATE_INPUT (triton_config admits only the COVERED names)
         h = v + (dr - (v - vr)) * lk
     return h
 
 
 def _pre_reset(v, r, th, vr, RESET, VR0):
     """rules.apply_carried_reset_pre (reset subtract or zero)."""
-    if RESET == 0:
+    if RESET == RESET_SUBTRACT:
         out = v - r * th
     else:
         out = (1 - r) * v
@@ -153,7 +183,7 @@ def _pre_reset(v, r, th, vr, RESET, VR0):
 
 def _post_reset(h, r, th, vr, RESET, VR0):
     """rules.apply_carried_reset_post (reset subtract or zero)."""
-    if RESET == 0:
+    if RESET == RESET_SUBTRACT:
         out = h - r * th
     elif VR0:
         out = h - r * h
@@ -167,11 +197,11 @@ def _reset(h, s, r, th, vr, RESET, DELAYED, COMP, VR0):
     if DELAYED:
         v = h
     elif not COMP:
-        if RESET == 0:
+        if RESET == RESET_SUBTRACT:
             v = h - s * th
         else:
             v = s * vr + (1.0 - s) * h
-    elif RESET == 0:
+    elif RESET == RESET_SUBTRACT:
         v = h - (s - r) * th
     elif VR0:
         v = h - (s - r) * h
@@ -182,33 +212,33 @@ def _reset(h, s, r, th, vr, RESET, DELAYED, COMP, VR0):
 
 def _surrogate(x, g, k1, k2, SURR):
     """surrogate() of lif_native.cpp: ``g·σ'(x)`` in its operation order."""
-    if SURR == 0:  # ATan
+    if SURR == SURR_ATAN:
         y = k1 * x
         z = 1.0 + y * y
         out = (_div(1.0, z) * k2) * g
-    elif SURR == 1:  # FastSigmoid
+    elif SURR == SURR_FAST_SIGMOID:
         y = k1 * tl.abs(x) + 1.0
         out = _div(g, y * y)
-    elif SURR == 2:  # STE
+    elif SURR == SURR_STE:
         out = g
-    elif SURR == 3:  # Sigmoid
+    elif SURR == SURR_SIGMOID:
         e = _div(1.0, 1.0 + tl.exp(-(k1 * x)))
         out = g * (((1.0 - e) * e) * k1)
-    elif SURR == 4:  # Triangular
+    elif SURR == SURR_TRIANGULAR:
         y = g * k1
         out = tl.where(x >= 0, -y, y)
-    elif SURR == 5:  # PiecewiseQuadratic
+    elif SURR == SURR_PIECEWISE_QUADRATIC:
         y = k2 - k1 * tl.abs(x)
         out = g * tl.where(y < 0, 0.0, y)
-    elif SURR == 6:  # PiecewiseExp
+    elif SURR == SURR_PIECEWISE_EXP:
         out = g * (k2 * tl.exp(k1 * tl.abs(x)))
-    elif SURR == 7:  # SoftSign
+    elif SURR == SURR_SOFT_SIGN:
         z = k1 + tl.abs(x)
         out = g * _div(1.0, (k2 * z) * z)
-    elif SURR == 8:  # SuperSpike
+    elif SURR == SURR_SUPER_SPIKE:
         z = 1.0 + tl.abs(x)
         out = g * (_div(1.0, z * z) * k1)
-    else:  # Erf
+    else:  # SURR_ERF (triton_config admits only the surrogates of _CONSTANTS)
         z = k1 * x
         out = g * (k2 * tl.exp(-z * z))
     return out
@@ -376,7 +406,7 @@ def _lif_bwd(
         # same-step reset v' = reset(h, s)
         ghr = gv
         if not DELAYED:
-            if RESET == 0:
+            if RESET == RESET_SUBTRACT:
                 if not DETACH:
                     gs = gs + (-gv) * th
                 if NEED_TH:
@@ -402,7 +432,7 @@ def _lif_bwd(
         # carried reset after the charge
         if CARRIED:
             if not PRE:
-                if RESET == 0:
+                if RESET == RESET_SUBTRACT:
                     if NEED_TH:
                         acc_t += ((-gh) * r).to(tl.float64)
                 else:
@@ -420,23 +450,23 @@ def _lif_bwd(
             else:
                 drv = tl.load(x_ptr + pid_b * sxb + t64 * sxt + n64 * sxn, mask=m, other=0.0)
         # charge
-        if CHARGE == 0:
+        if CHARGE == CHARGE_BETA:
             gv1 = gh * lk
             gd = gh
             if NEED_LEAK:
                 acc_l += (gh * v1).to(tl.float64)
-        elif CHARGE == 1:
+        elif CHARGE == CHARGE_TAU:
             gv1 = gh + _div(-gh, lk)
             gd = gh
             if NEED_LEAK:
                 acc_l += (gh * _div(_div(v1 - vr, lk), lk)).to(tl.float64)
-        elif CHARGE == 2:
+        elif CHARGE == CHARGE_TAU_INPUT:
             ge = _div(gh, lk)
             gv1 = gh + (-ge)
             gd = ge
             if NEED_LEAK:
                 acc_l += ((-gh) * _div(_div(drv - (v1 - vr), lk), lk)).to(tl.float64)
-        elif CHARGE == 3:
+        elif CHARGE == CHARGE_RATE:
             gv1 = gh + (-gh) * lk
             gd = gh
             if NEED_LEAK:
@@ -459,7 +489,7 @@ def _lif_bwd(
         # carried reset before the charge
         if CARRIED:
             if PRE:
-                if RESET == 0:
+                if RESET == RESET_SUBTRACT:
                     if NEED_TH:
                         acc_t += ((-gv1) * r).to(tl.float64)
                 else:
@@ -497,6 +527,7 @@ def kernels(interpret: bool) -> tuple[Any, Any]:
     else:  # not triton.jit, which returns an InterpretedFunction under $TRITON_INTERPRET
         from triton.runtime.jit import JITFunction as wrap
     ns: dict[str, Any] = {"tl": tl, "triton": triton, "__name__": __name__}
+    ns.update({name: tl.constexpr(globals()[name]) for name in _RULE_CONSTANTS})
 
     def build(fn: Callable[..., Any]) -> Any:
         copy = types.FunctionType(fn.__code__, ns, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -513,14 +544,18 @@ def kernels(interpret: bool) -> tuple[Any, Any]:
 def triton_config(c: FusedConfig) -> dict[str, Any] | None:
     """The kernels' constexpr rule flags for ``c`` (``None``: a surrogate or a feature not
     covered: adaptation, one-to-one recurrence, refractory periods, graded spikes)."""
-    surr = _SURROGATES.get(type(c.surrogate))
-    if surr is None or c.adapt or c.recur or c.refractory or c.graded:
+    if type(c.surrogate) not in _CONSTANTS or c.adapt or c.recur or c.refractory or c.graded:
+        return None
+    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
+             "reset_timing": c.timing}
+    if not all(names[kind] in allowed for kind, allowed in COVERED.items()):
         return None
     carried = c.carried
     return {
-        "CHARGE": _CHARGES[c.charge], "RESET": _RESETS[c.reset], "GE": c.comparator == ">=",
+        "CHARGE": _CODES["charge"][c.charge], "RESET": _CODES["reset"][c.reset],
+        "GE": c.comparator == ">=",
         "CARRIED": carried, "PRE": carried and c.pre, "DELAYED": c.delayed,
-        "COMP": carried and c.timing in ("compensated", "compensated_pre"),
+        "COMP": c.compensated,
         "VR0": c.v_reset == 0.0, "SYN": c.synapse,
     }
 
@@ -628,7 +663,7 @@ class TritonLIF(torch.autograd.Function):
         ctx.c, ctx.interpret = c, interpret
         if grad:
             keep_x = (c.synapse and needs[7]) or (
-                needs[5] and c.charge in ("tau_input", "rate_input"))
+                needs[5] and c.charge in rules.INPUT_CHARGES)
             ctx.save_for_backward(hs, v0, i0, leak, threshold, alpha, x if keep_x else None)
         return tuple(outs)
 
@@ -651,7 +686,7 @@ class TritonLIF(torch.autograd.Function):
         n = math.prod(feat)
         full = torch.Size((b, *feat))
         dt, dev = hs.dtype, hs.device
-        need_drive = need_leak and c.charge in ("tau_input", "rate_input")
+        need_drive = need_leak and c.charge in rules.INPUT_CHARGES
         scan_i = syn and (need_drive or need_al)
         need_prev = need_leak or (flags["CARRIED"] and not flags["COMP"])
 
@@ -674,8 +709,8 @@ class TritonLIF(torch.autograd.Function):
             xa = (xs, xs.stride(0), xs.stride(1), xs.stride(2) if n > 1 else 1)
         else:
             xa = (hs, 0, 0, 0)
-        sur_id, sur_k = _SURROGATES[type(c.surrogate)]
-        k1, k2 = sur_k(c.surrogate)
+        sur_id = S.SURROGATE_CODES[type(c.surrogate)]
+        k1, k2 = _CONSTANTS[type(c.surrogate)](c.surrogate)
         consts = _consts((c.v_reset, k1, k2), dt, dev)
         rb = (torch.empty((b, steps, n), dtype=torch.int8, device=dev) if flags["COMP"]
               else torch.empty(1, dtype=torch.int8, device=dev))

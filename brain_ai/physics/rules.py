@@ -48,6 +48,7 @@ spike with its surrogate gradient unless ``detach_reset=True`` (SpikingJelly's o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 from torch import Tensor
@@ -56,6 +57,10 @@ from brain_ai.errors import ConfigError
 from brain_ai.physics.surrogates import Surrogate, heaviside, step_function
 
 __all__ = [
+    "ALLOWED",
+    "INPUT_CHARGES",
+    "RULE_CODES",
+    "TIMINGS",
     "Charge",
     "Comparator",
     "ResetMechanism",
@@ -68,6 +73,10 @@ __all__ = [
     "check_rule",
     "equivalent_immediate",
     "fire",
+    "is_carried",
+    "is_compensated",
+    "is_pre_charge",
+    "stores_h",
 ]
 
 Charge = Literal["beta", "tau", "tau_input", "rate", "rate_input"]
@@ -75,8 +84,59 @@ Comparator = Literal[">", ">="]
 ResetMechanism = Literal["subtract", "zero", "none"]
 ResetTiming = Literal["immediate", "delayed", "delayed_pre", "compensated", "compensated_pre"]
 
-CARRIED_TIMINGS = ("delayed", "delayed_pre", "compensated", "compensated_pre")
-PRE_CHARGE_TIMINGS = ("delayed_pre", "compensated_pre")
+
+#: The charges in which the leak also scales the input (``x`` enters the leak's gradient).
+INPUT_CHARGES = ("tau_input", "rate_input")
+
+
+@dataclass(frozen=True)
+class TimingRule:
+    """What a reset timing does to the step order (every kernel reads these, never the names).
+
+    Attributes:
+        carried: a reset ``r = H(v - θ)`` of the stored membrane carries into the next step.
+        pre_charge: the carried reset acts on ``v`` before the charge (else on ``h`` after it).
+        same_step: a reset acts on ``h`` in the step that fired (else the stored membrane is
+            ``h`` itself, pre-reset).
+    """
+
+    carried: bool
+    pre_charge: bool
+    same_step: bool
+
+
+#: The reset timings of the module table, as step-order flags. Keys equal ``ResetTiming``.
+TIMINGS: dict[str, TimingRule] = {
+    "immediate": TimingRule(carried=False, pre_charge=False, same_step=True),
+    "delayed": TimingRule(carried=True, pre_charge=False, same_step=False),
+    "delayed_pre": TimingRule(carried=True, pre_charge=True, same_step=False),
+    "compensated": TimingRule(carried=True, pre_charge=False, same_step=True),
+    "compensated_pre": TimingRule(carried=True, pre_charge=True, same_step=True),
+}
+
+CARRIED_TIMINGS = tuple(n for n, t in TIMINGS.items() if t.carried)
+PRE_CHARGE_TIMINGS = tuple(n for n, t in TIMINGS.items() if t.pre_charge)
+
+
+def is_carried(mechanism: str, timing: str) -> bool:
+    """Whether a reset of step ``t-1`` acts in step ``t`` (no reset, nothing to carry)."""
+    return TIMINGS[timing].carried and mechanism != "none"
+
+
+def is_pre_charge(timing: str) -> bool:
+    """Whether the carried reset acts on the stored membrane before the charge."""
+    return TIMINGS[timing].pre_charge
+
+
+def is_compensated(mechanism: str, timing: str) -> bool:
+    """A carried reset *and* a same-step correction by ``(s - r)`` (snnTorch's
+    ``reset_delay=False``)."""
+    return is_carried(mechanism, timing) and TIMINGS[timing].same_step
+
+
+def stores_h(mechanism: str, timing: str) -> bool:
+    """Whether the stored membrane is the charged ``h`` itself (no same-step reset)."""
+    return not TIMINGS[timing].same_step or mechanism == "none"
 
 
 def check_rule(where: str, kind: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -94,6 +154,14 @@ ALLOWED = {
     "comparator": get_args(Comparator),
     "reset": get_args(ResetMechanism),
     "reset_timing": get_args(ResetTiming),
+}
+
+#: The one rule-code table: the integer by which a kernel knows each rule (its position in
+#: :data:`ALLOWED`). Every compiled kernel takes its codes from here: the C++ enums are
+#: generated from it (:func:`brain_ai.kernels.native.rules_header`), Triton reads it. A kernel
+#: still runs only the names it lists as covered; any other rule runs the reference.
+RULE_CODES: dict[str, dict[str, int]] = {
+    kind: {name: code for code, name in enumerate(names)} for kind, names in ALLOWED.items()
 }
 
 
@@ -155,10 +223,10 @@ def apply_reset(h: Tensor, s: Tensor, r: Tensor | None, mechanism: str, timing: 
         s: spikes of this step (0/1, with surrogate gradient).
         r: carried reset (``None`` for ``"immediate"``).
     """
-    if timing in ("delayed", "delayed_pre") or mechanism == "none":
+    if stores_h(mechanism, timing):
         return h
     s_r = s.detach() if detach_reset else s
-    if timing == "immediate":
+    if not is_carried(mechanism, timing):
         if mechanism == "subtract":
             return h - s_r * threshold
         return s_r * v_reset + (1.0 - s_r) * h  # SpikingJelly's hard reset
@@ -177,7 +245,7 @@ def equivalent_immediate(mechanism: str, timing: str, threshold_positive: bool,
     either ``0`` (it spiked) or ``h <= θ`` (it did not), so the carried reset ``H(v - θ)`` is
     always 0 and only the same-step reset acts (``h - s·h`` equals ``s·0 + (1 - s)·h``).
     """
-    if mechanism == "none" or timing == "immediate":
+    if not is_carried(mechanism, timing):
         return True
-    return (mechanism == "zero" and timing in ("compensated", "compensated_pre")
+    return (mechanism == "zero" and is_compensated(mechanism, timing)
             and threshold_positive and v_reset == 0.0)

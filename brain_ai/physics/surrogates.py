@@ -31,7 +31,7 @@ class (defaults)            derivative ``σ'(x)``                               
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +41,7 @@ from brain_ai.errors import ConfigError
 
 __all__ = [
     "STE",
+    "SURROGATE_CODES",
     "SURROGATE_NAMES",
     "ATan",
     "Erf",
@@ -53,6 +54,7 @@ __all__ = [
     "Surrogate",
     "Triangular",
     "heaviside",
+    "kernel_parameter",
     "step_function",
     "surrogate_from_name",
 ]
@@ -284,6 +286,19 @@ SURROGATE_NAMES: dict[str, type[Surrogate]] = {
     for cls in (ATan, FastSigmoid, STE, Sigmoid, Triangular, PiecewiseQuadratic, PiecewiseExp,
                 SoftSign, SuperSpike, Erf)
 }
+
+#: The surrogate kernel ids: the integer by which a compiled kernel knows each built-in
+#: surrogate (its position in :data:`SURROGATE_NAMES`; the C++ enum is generated from it).
+#: Exact classes only: a subclass may change the math, so it runs on the pure-PyTorch path.
+SURROGATE_CODES: dict[type[Surrogate], int] = {
+    cls: code for code, cls in enumerate(SURROGATE_NAMES.values())
+}
+
+
+def kernel_parameter(surrogate: Surrogate) -> float:
+    """The one number a kernel needs of a built-in surrogate (its only field; 0 for none)."""
+    values = [getattr(surrogate, f.name) for f in fields(surrogate)]
+    return float(values[0]) if values else 0.0
 
 
 def surrogate_from_name(name: str, scale: float | None = None) -> Surrogate:
