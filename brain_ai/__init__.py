@@ -5,7 +5,7 @@ Tensors are batch-first ``(B, T, ...)``. This module is the everyday API; the la
 are, bottom to top: :mod:`brain_ai.errors`, :mod:`brain_ai.physics` (rules, surrogates, state,
 reference step), :mod:`brain_ai.kernels` (fast multi-step kernels and their dispatcher),
 :mod:`brain_ai.config`, :mod:`brain_ai.core` (neurons, networks, codecs, losses),
-:mod:`brain_ai.diagnostics`, :mod:`brain_ai.adapters` (the peers at the edge),
+:mod:`brain_ai.adapters` (the peers at the edge),
 :mod:`brain_ai.conformance` and :mod:`brain_ai.apps` (the ``brain-ai`` command line).
 """
 
