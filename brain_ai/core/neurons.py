@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.core.backends import NATIVE, check_backend, get_default_backend, peer_cell
-from brain_ai.core.unroll import check_chunk_size, snn_unroll
+from brain_ai.core.unroll import snn_unroll
 from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
 from brain_ai.kernels import KERNELS, fused_multi_step
 from brain_ai.physics import rules
@@ -40,6 +40,7 @@ from brain_ai.physics.functional import LIFParams, lif_multi_step, lif_step
 from brain_ai.physics.mappings import beta_from_tau_exact, plif_w_from_tau
 from brain_ai.physics.state import SpikingState, detach_state
 from brain_ai.physics.surrogates import ATan, Surrogate
+from brain_ai.physics.windows import check_chunk_size, resolve_chunk_size
 
 __all__ = [
     "AdaptiveLIFNeuron",
@@ -138,7 +139,12 @@ class SpikingNeuronBase(nn.Module):
             ``v_reset`` and cannot fire.
         dtype_policy: ``"float32"`` keeps state at least fp32 (even under autocast);
             ``"input"`` keeps the input dtype (SpikingJelly's behaviour).
-        chunk_size: default truncated-BPTT window of sequence calls (``None`` = full BPTT).
+        chunk_size: the neuron's own truncated-BPTT window (``None`` = full BPTT): its state
+            is detached before every step ``t > 0`` with ``t % chunk_size == 0``. A call's
+            ``chunk_size``, or that of a :class:`~brain_ai.core.snn.SpikingSequential` the
+            neuron is in, overrides it when given (see
+            :func:`~brain_ai.physics.windows.resolve_chunk_size`); inside a
+            ``SpikingSequential`` it holds in both execution orders.
         backend: ``"native"``, ``"snntorch"`` or ``"spikingjelly"`` (the step runs on the
             peer's implementation, sharing this module's parameters; see
             :mod:`brain_ai.core.backends`); ``None`` follows the global default.
@@ -471,6 +477,9 @@ class SpikingNeuronBase(nn.Module):
     ) -> tuple[Tensor, SpikingState, dict[str, Tensor]]:
         """A whole sequence ``(B, T, *f)`` through :func:`snn_unroll`.
 
+        ``chunk_size`` (truncated-BPTT window) overrides the neuron's own when given; ``None``
+        uses the neuron's own (:func:`~brain_ai.physics.windows.resolve_chunk_size`).
+
         Returns ``(spikes (B, T, *f), final_state, traces)``; ``traces`` stacks the state
         fields named in ``record`` (e.g. ``("v",)``) over time.
         """
@@ -484,7 +493,8 @@ class SpikingNeuronBase(nn.Module):
             state = self.reset_state(x.shape[0], tuple(x.shape[2:]), x.device, x.dtype)
         else:
             self._check_state(where, state, step_shape, x)
-        chunk = chunk_size if chunk_size is not None else self.chunk_size
+        chunk = resolve_chunk_size(f"snn_unroll ({type(self).__name__}.sequence)",
+                                   call=chunk_size, own=self.chunk_size)
         spikes, final, traces = snn_unroll(self.cell(), x, state, chunk, record)
         return spikes, final, traces
 
@@ -505,7 +515,8 @@ class SpikingNeuronBase(nn.Module):
                 the next call indefinitely without growing the autograd graph.
             return_details: return a :class:`NeuronOutput` (spikes, state, membrane and the
                 debug probes) instead of the tuple.
-            chunk_size: truncated-BPTT window for sequence input (default: the neuron's).
+            chunk_size: truncated-BPTT window for sequence input; overrides the neuron's own
+                ``chunk_size``, ``None`` uses it.
         """
         mode = self._mode(x, state)
         if mode == "step":

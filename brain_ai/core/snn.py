@@ -13,6 +13,15 @@ Two execution orders give the same numbers in exact arithmetic:
   ``(B·T, ...)`` (SpikingJelly's ``SeqToANNContainer``), neurons unroll their sequence.
   Faster for convolutions. Float results can differ in the last bit where a library
   kernel's summation order depends on the batch size; conformance measures it.
+
+Truncated BPTT is per neuron and the same in both orders: each neuron's state is detached
+before every step ``t > 0`` with ``t % w == 0``, ``w`` its window
+(:meth:`SpikingSequential.chunk_sizes`: the container's ``chunk_size`` if set, else the
+neuron's own, see :func:`brain_ai.physics.windows.resolve_chunk_size`). Layer by layer the
+neuron's :func:`snn_unroll` cuts there; step by step the network's single :func:`snn_unroll`
+runs uncut and the step cuts each neuron's state there itself, so neurons with different
+windows (mixed ``chunk_size`` across layers) give the same numbers and gradients in both
+orders.
 """
 
 from __future__ import annotations
@@ -34,11 +43,12 @@ from brain_ai.core.neurons import (
     RecurrentLIFNeuron,
     SpikingNeuronBase,
 )
-from brain_ai.core.unroll import check_chunk_size, snn_unroll
+from brain_ai.core.unroll import snn_unroll
 from brain_ai.errors import ConfigError, ShapeError, check_positive
 from brain_ai.physics.axes import TIME_DIM, batch_to_time_first, time_to_batch_first
-from brain_ai.physics.state import SpikingState
+from brain_ai.physics.state import SpikingState, detach_state
 from brain_ai.physics.surrogates import surrogate_from_name
+from brain_ai.physics.windows import check_chunk_size, is_window_edge, resolve_chunk_size
 
 __all__ = [
     "ConvSNN",
@@ -87,7 +97,10 @@ class SpikingSequential(nn.Sequential):
     Args:
         *layers: modules in order (or one ``OrderedDict`` of named modules, as ``nn.Sequential``).
         fold_time: run layer by layer with time folded into the batch (see module docstring).
-        chunk_size: truncated-BPTT window (``None`` = full BPTT).
+        chunk_size: truncated-BPTT window of every neuron in the container, overriding each
+            neuron's own ``chunk_size``; ``None`` (default) lets each neuron keep its own
+            (``None`` there too = full BPTT). Windows count from the first step of each
+            ``forward`` call, in both orders (see :meth:`chunk_sizes`).
     """
 
     def __init__(self, *layers: Any, fold_time: bool = False,
@@ -100,6 +113,18 @@ class SpikingSequential(nn.Sequential):
     def _neurons(self) -> list[tuple[int, str, SpikingNeuronBase]]:
         return [(i, name, m) for i, (name, m) in enumerate(self._modules.items())
                 if isinstance(m, SpikingNeuronBase)]
+
+    def chunk_sizes(self) -> list[int | None]:
+        """Truncated-BPTT window of every layer, by position; ``None`` for stateless layers.
+
+        A neuron's window is :func:`~brain_ai.physics.windows.resolve_chunk_size` of this
+        container's ``chunk_size`` (given: it wins) and the neuron's own ``chunk_size``
+        (``None`` = full BPTT). Read at every ``forward``, so later changes of either count.
+        """
+        where = f"{type(self).__name__}.forward"
+        return [resolve_chunk_size(f"{where} ({name})", call=self.chunk_size, own=m.chunk_size)
+                if isinstance(m, SpikingNeuronBase) else None
+                for name, m in self._modules.items()]
 
     def _init_state(self, state: NetState | None) -> list[SpikingState | None]:
         n = len(self._modules)
@@ -136,29 +161,36 @@ class SpikingSequential(nn.Sequential):
                              got=getattr(x, "shape", type(x).__name__),
                              expected="rank >= 2, batch-first",
                              hint="time-first data: time_to_batch_first(x)")
+        windows = self.chunk_sizes()
         if self.fold_time:
-            out, final, spikes, membrane = self._forward_folded(x, state)
+            out, final, spikes, membrane = self._forward_folded(x, state, windows)
         else:
+            t = 0  # the step the cell is at: each neuron's state is cut at its own edges
+
             def cell(x_t: Tensor, s: NetState) -> tuple[Any, NetState]:
+                nonlocal t
+                s = tuple(detach_state(si) if is_window_edge(t, w) else si
+                          for si, w in zip(s, windows, strict=True))
+                t += 1
                 y, s2, rec = self.step(x_t, s)
                 return (y, rec), s2
 
-            (out, rec), final, _ = snn_unroll(cell, x, tuple(self._init_state(state)),
-                                                self.chunk_size)
+            # no window here: the windows are per neuron, cut by the cell above
+            (out, rec), final, _ = snn_unroll(cell, x, tuple(self._init_state(state)), None)
             spikes = {k: v[0] for k, v in rec.items()}
             membrane = {k: v[1] for k, v in rec.items()}
         if return_details:
             return NetworkOutput(out, final, spikes, membrane)
         return out, final
 
-    def _forward_folded(self, x: Tensor, state: NetState | None
+    def _forward_folded(self, x: Tensor, state: NetState | None, windows: list[int | None]
                         ) -> tuple[Tensor, NetState, dict[str, Tensor], dict[str, Tensor]]:
         states = self._init_state(state)
         spikes: dict[str, Tensor] = {}
         membrane: dict[str, Tensor] = {}
         for i, (name, layer) in enumerate(self._modules.items()):
             if isinstance(layer, SpikingNeuronBase):
-                x, states[i], traces = layer.sequence(x, states[i], self.chunk_size, ("v",))
+                x, states[i], traces = layer.sequence(x, states[i], windows[i], ("v",))
                 spikes[name], membrane[name] = x, traces["v"]
             else:
                 x = fold_time(layer, x)

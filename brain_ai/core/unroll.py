@@ -3,7 +3,9 @@
 Every sequence-mode call in brain_ai (every neuron, MLP and conv architectures) goes through
 :func:`snn_unroll`. Truncated BPTT splits time into windows of ``chunk_size`` steps and detaches
 the state between windows: the forward pass is identical to full BPTT, only the gradient
-stops at window edges.
+stops at window edges (the steps ``t > 0`` with ``t % chunk_size == 0``). Which window applies
+where (a call's ``chunk_size``, a container's, a neuron's own) is decided by
+:func:`brain_ai.physics.windows.resolve_chunk_size`; see that module for the precedence.
 
 A cell is any callable ``cell_fn(x_t, state) -> (spikes_t, new_state)``. A cell may also
 provide ``cell_fn.multi_step(x_chunk, state, record) -> (spikes, state, traces)``, its fused
@@ -22,7 +24,7 @@ from torch import Tensor
 from brain_ai.errors import ConfigError, ShapeError
 from brain_ai.physics.axes import TIME_DIM
 from brain_ai.physics.state import detach_state
-from brain_ai.physics.windows import check_chunk_size
+from brain_ai.physics.windows import check_chunk_size, resolve_chunk_size
 
 __all__ = ["UnrollResult", "check_chunk_size", "snn_unroll"]
 
@@ -64,7 +66,11 @@ def snn_unroll(
             whole window, same signature over ``(B, T_window, ...)``).
         inputs: ``(B, T, ...)``, batch-first.
         initial_state: the state before step 0 (any pytree of tensors).
-        chunk_size: truncated-BPTT window in steps; ``None`` = full BPTT.
+        chunk_size: truncated-BPTT window in steps, the same for the whole state
+            (``None`` = full BPTT). A cell whose parts need different windows (a network of
+            neurons with their own ``chunk_size``) runs with ``None`` here and cuts each
+            part itself at :func:`~brain_ai.physics.windows.is_window_edge`, as
+            :class:`~brain_ai.core.snn.SpikingSequential` does.
         record: names of state fields to stack over time (e.g. ``("v",)``).
     Returns:
         :class:`UnrollResult` ``(spikes, final_state, traces)``.
@@ -78,8 +84,8 @@ def snn_unroll(
         raise ShapeError("snn_unroll", "the sequence has no time steps",
                          got=tuple(inputs.shape), expected="T >= 1",
                          hint="pass at least one time step")
-    check_chunk_size("snn_unroll", chunk_size)
-    windows = inputs.split(chunk_size, dim=TIME_DIM) if chunk_size else (inputs,)
+    chunk = resolve_chunk_size("snn_unroll", call=chunk_size)
+    windows = inputs.split(chunk, dim=TIME_DIM) if chunk is not None else (inputs,)
     multi_step = getattr(cell_fn, "multi_step", None)
     state = initial_state
     spikes: list[Any] = []
