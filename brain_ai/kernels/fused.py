@@ -44,8 +44,8 @@ from torch import Tensor
 from brain_ai.physics import rules
 from brain_ai.physics.surrogates import Surrogate, step_function
 
-__all__ = ["COVERED", "FusedConfig", "FusedLIF", "covers", "h_is_free", "run_fused",
-           "saved_hooks_active"]
+__all__ = ["COVERED", "FusedConfig", "FusedLIF", "covers", "h_is_free", "no_second_order",
+           "run_fused", "saved_hooks_active"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,41 @@ def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor 
     g_e = g_h * leak
     g_l = g_h * (drive - (v1 - vr)) if need_leak else None
     return g_h + (-g_e), g_e, g_l
+
+
+class _SecondOrderUnsupported(torch.autograd.Function):
+    """Stands in for a kernel's first-order gradient under ``create_graph=True``: the value is
+    the gradient, and differentiating it again raises (never a silent zero or partial value)."""
+
+    @staticmethod
+    def forward(ctx, kernel: str, grad: Tensor, *anchors: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.kernel = kernel
+        return grad.detach()
+
+    @staticmethod
+    def backward(ctx, *_: Tensor) -> tuple[None, ...]:  # type: ignore[override]
+        raise RuntimeError(
+            f"brain_ai kernel {ctx.kernel!r}: second-order gradients (a backward through a "
+            "gradient taken with create_graph=True) are not implemented by this kernel "
+            "(got a double backward; expected first-order use of its gradients).\n"
+            "  Hint: run the neuron on the reference kernel, whose double backward is exact: "
+            "LIFNeuron(..., kernel='reference'), neuron.kernel = 'reference', or "
+            "BRAIN_AI_KERNEL=reference.")
+
+
+def no_second_order(kernel: str, grads: tuple[Tensor | None, ...],
+                    anchors: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
+    """A kernel's gradients as returned by its ``backward``. Under ``create_graph=True`` (grad
+    mode on inside backward) each is tied to the inputs and incoming gradients that require
+    grad, through a node whose backward raises: the first-order values are exact, a second
+    differentiation is a clear error."""
+    if not torch.is_grad_enabled():
+        return grads
+    tied = [t for t in anchors if isinstance(t, Tensor) and t.requires_grad]
+    if not tied:
+        return grads
+    return tuple(g if not isinstance(g, Tensor) else
+                 _SecondOrderUnsupported.apply(kernel, g, *tied) for g in grads)
 
 
 def saved_hooks_active() -> bool:
@@ -472,8 +507,9 @@ class FusedLIF(torch.autograd.Function):
         g_i0 = g_i_next if (c.synapse and needs[3]) else None
         g_a0 = g_a if (c.adapt and needs[4]) else None
         g_p0 = g_p if (c.recur and needs[5]) else None
-        return (None, g_x, g_v0, g_i0, g_a0, g_p0, None, g_leak, g_thr, g_alpha, g_kappa,
-                g_rho, g_w, g_g)
+        return no_second_order("fused", (None, g_x, g_v0, g_i0, g_a0, g_p0, None, g_leak,
+                                         g_thr, g_alpha, g_kappa, g_rho, g_w, g_g),
+                               (*ctx.saved_tensors, *grads))
 
 
 def run_fused(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,

@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from brain_ai.kernels.fused import FusedConfig, h_is_free, saved_hooks_active
+from brain_ai.kernels.fused import FusedConfig, h_is_free, no_second_order, saved_hooks_active
 from brain_ai.physics import rules
 from brain_ai.physics import surrogates as S
 
@@ -355,7 +355,7 @@ class NativeLIF(torch.autograd.Function):
         for j, g in enumerate(outs):
             res.append((g if j < 5 else g.to(dt)) if needs[j] and g.numel() else None)
         res.insert(9, None)  # ref0
-        return tuple(res)
+        return no_second_order("native", tuple(res), (*ctx.saved_tensors, *grads))
 
 
 def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,

@@ -61,7 +61,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from brain_ai.kernels.fused import FusedConfig
+from brain_ai.kernels.fused import FusedConfig, no_second_order
 from brain_ai.physics import rules
 from brain_ai.physics import surrogates as S
 
@@ -744,8 +744,9 @@ class TritonLIF(torch.autograd.Function):
                 return None
             return g.view(full).sum_to_size(like.shape).to(like.dtype)
 
-        return (None, None, gx, gv0, gi0, reduce(gl, leak), reduce(gt, thr),
-                reduce(ga, alpha) if need_al else None)
+        return no_second_order("triton", (None, None, gx, gv0, gi0, reduce(gl, leak),
+                                          reduce(gt, thr), reduce(ga, alpha) if need_al else None),
+                               (*ctx.saved_tensors, *grads))
 
 
 def _param_ok(t: Tensor | None, full: torch.Size, dt: torch.dtype, dev: torch.device) -> bool:
