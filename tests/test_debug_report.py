@@ -25,7 +25,7 @@ from brain_ai.apps.debug_report import (
     synthetic_input,
 )
 from brain_ai.config import SNNConfig
-from brain_ai.core.losses import count_cross_entropy
+from brain_ai.core.snntorch_losses import count_cross_entropy
 from brain_ai.core.snn import SNNCore
 from brain_ai.errors import ConfigError, ShapeError
 

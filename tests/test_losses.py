@@ -25,8 +25,6 @@ from brain_ai.core.losses import (
     SpikeRateRegularization,
     TemporalConsistency,
     compute_snn_metrics,
-    first_spike_time,
-    mse_count,
     neuron_activity,
 )
 from brain_ai.errors import ConfigError, ShapeError
@@ -176,25 +174,6 @@ def test_membrane_hand_value() -> None:
     close(diag["membrane_var"], (0.0625 + 7.5625 + 0.5625 + 5.0625) / 4)
 
 
-def test_mse_count_truncation() -> None:
-    """T=7, correct .75 -> on = int(5.25) = 5, incorrect .3 -> off = int(2.1) = 2.
-    One sample, counts [7, 0], target class 0: ((7-5)^2 + (0-2)^2) / 2 / 7 = 4/7."""
-    s = torch.zeros(1, 7, 2)
-    s[0, :, 0] = 1
-    close(mse_count(s, torch.tensor([0]), correct_rate=0.75, incorrect_rate=0.3), 4 / 7)
-
-
-def test_first_spike_time_and_gradient() -> None:
-    """Neuron 0 first fires at t=1, neuron 1 never (placeholder T-1 = 2, gradient there too,
-    as snnTorch's sign estimator)."""
-    s = rec([0, 0], [1, 0], [1, 0]).requires_grad_(True)
-    t = first_spike_time(s)
-    assert t.tolist() == [[1.0, 2.0]]
-    t.sum().backward()
-    assert s.grad is not None
-    assert s.grad[0].tolist() == [[0, 0], [-1, 0], [0, -1]]
-
-
 # ------------------------------------------------------------------------- composer
 
 
@@ -341,5 +320,3 @@ def test_errors_follow_house_format() -> None:
         SpikeRateRegularization(min_rate=0.6, max_rate=0.5)
     with pytest.raises(ConfigError, match="window must be a positive int"):
         ISIRegularization(0)
-    with pytest.raises(ConfigError, match="correct_rate is outside"):
-        mse_count(torch.zeros(1, 2, 2), torch.tensor([0]), correct_rate=1.5)

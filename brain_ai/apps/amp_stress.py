@@ -36,6 +36,7 @@ from torch import Tensor
 
 from brain_ai.config import LossConfig
 from brain_ai.core import losses as L
+from brain_ai.core import snntorch_losses as SL
 from brain_ai.core.decoding import build_decoder
 from brain_ai.core.encoding import build_encoder
 
@@ -71,14 +72,14 @@ def _loss_cases(cfg: LossConfig) -> list[tuple[str, LossFn, bool]]:
         ("MembraneRegularization",
          lambda s, y, m: L.MembraneRegularization()(s, membrane=m)[0], True),
         ("SNNLossComposer.from_config", lambda s, y, m: composer(s, y, membrane=m)[0], True),
-        ("rate_cross_entropy", lambda s, y, m: L.rate_cross_entropy(s, y), True),
-        ("mse_membrane", lambda s, y, m: L.mse_membrane(m, y), True),
-        ("max_membrane_cross_entropy", lambda s, y, m: L.max_membrane_cross_entropy(m, y), True),
-        ("count_cross_entropy", lambda s, y, m: L.count_cross_entropy(s, y), False),
-        ("mse_count", lambda s, y, m: L.mse_count(s, y, correct_rate=0.5), False),
-        ("temporal_cross_entropy", lambda s, y, m: L.temporal_cross_entropy(s, y), False),
-        ("mse_temporal", lambda s, y, m: L.mse_temporal(s, y), False),
-        ("l1_rate_sparsity", lambda s, y, m: L.l1_rate_sparsity(s), False),
+        ("rate_cross_entropy", lambda s, y, m: SL.rate_cross_entropy(s, y), True),
+        ("mse_membrane", lambda s, y, m: SL.mse_membrane(m, y), True),
+        ("max_membrane_cross_entropy", lambda s, y, m: SL.max_membrane_cross_entropy(m, y), True),
+        ("count_cross_entropy", lambda s, y, m: SL.count_cross_entropy(s, y), False),
+        ("mse_count", lambda s, y, m: SL.mse_count(s, y, correct_rate=0.5), False),
+        ("temporal_cross_entropy", lambda s, y, m: SL.temporal_cross_entropy(s, y), False),
+        ("mse_temporal", lambda s, y, m: SL.mse_temporal(s, y), False),
+        ("l1_rate_sparsity", lambda s, y, m: SL.l1_rate_sparsity(s), False),
     ]
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
-from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, count_cross_entropy
+from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics
 from brain_ai.core.snn import (
     ConvSNN,
     NetworkOutput,
@@ -45,6 +45,7 @@ from brain_ai.core.snn import (
     SpikingSequential,
     network_probes,
 )
+from brain_ai.core.snntorch_losses import count_cross_entropy
 from brain_ai.errors import ConfigError, PeerMissingError, ShapeError
 
 __all__ = [

@@ -36,6 +36,7 @@ input ``x`` (no copy) to rebuild the synaptic current.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -176,14 +177,16 @@ class _SecondOrderUnsupported(torch.autograd.Function):
 
 
 def no_second_order(kernel: str, grads: tuple[Tensor | None, ...],
-                    anchors: tuple[Tensor | None, ...]) -> tuple[Tensor | None, ...]:
+                    anchors: Callable[[], tuple[Tensor | None, ...]]
+                    ) -> tuple[Tensor | None, ...]:
     """A kernel's gradients as returned by its ``backward``. Under ``create_graph=True`` (grad
     mode on inside backward) each is tied to the inputs and incoming gradients that require
     grad, through a node whose backward raises: the first-order values are exact, a second
-    differentiation is a clear error."""
+    differentiation is a clear error. ``anchors`` is called only then (the saved tensors may
+    have been overwritten in place otherwise, see :func:`h_is_free`)."""
     if not torch.is_grad_enabled():
         return grads
-    tied = [t for t in anchors if isinstance(t, Tensor) and t.requires_grad]
+    tied = [t for t in anchors() if isinstance(t, Tensor) and t.requires_grad]
     if not tied:
         return grads
     return tuple(g if not isinstance(g, Tensor) else
@@ -509,7 +512,7 @@ class FusedLIF(torch.autograd.Function):
         g_p0 = g_p if (c.recur and needs[5]) else None
         return no_second_order("fused", (None, g_x, g_v0, g_i0, g_a0, g_p0, None, g_leak,
                                          g_thr, g_alpha, g_kappa, g_rho, g_w, g_g),
-                               (*ctx.saved_tensors, *grads))
+                               lambda: (*ctx.saved_tensors, *grads))
 
 
 def run_fused(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,

@@ -355,7 +355,7 @@ class NativeLIF(torch.autograd.Function):
         for j, g in enumerate(outs):
             res.append((g if j < 5 else g.to(dt)) if needs[j] and g.numel() else None)
         res.insert(9, None)  # ref0
-        return no_second_order("native", tuple(res), (*ctx.saved_tensors, *grads))
+        return no_second_order("native", tuple(res), lambda: (*ctx.saved_tensors, *grads))
 
 
 def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: Tensor,

@@ -746,7 +746,7 @@ class TritonLIF(torch.autograd.Function):
 
         return no_second_order("triton", (None, None, gx, gv0, gi0, reduce(gl, leak),
                                           reduce(gt, thr), reduce(ga, alpha) if need_al else None),
-                               (*ctx.saved_tensors, *grads))
+                               lambda: (*ctx.saved_tensors, *grads))
 
 
 def _param_ok(t: Tensor | None, full: torch.Size, dt: torch.dtype, dev: torch.device) -> bool:
