@@ -25,8 +25,8 @@ from brain_ai.apps.debug_report import (
     synthetic_input,
 )
 from brain_ai.config import SNNConfig
-from brain_ai.core.snntorch_losses import count_cross_entropy
 from brain_ai.core.snn import SNNCore
+from brain_ai.core.snntorch_losses import count_cross_entropy
 from brain_ai.errors import ConfigError, ShapeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
