@@ -162,6 +162,23 @@ def test_kernels_cover_only_names_of_the_table(covered: dict[str, frozenset[str]
         assert names <= set(rules.ALLOWED[kind]), kind
 
 
+def test_a_surrogate_no_kernel_lists_runs_on_the_fused_op(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A built-in surrogate added to the table gets a kernel id; the C++ and Triton kernels
+    still refuse it until they implement it (the fused op calls its backward)."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Newcomer(S.ATan):
+        name = "newcomer"
+
+    monkeypatch.setitem(S.SURROGATE_CODES, Newcomer, len(S.SURROGATE_CODES))
+    c = fused.FusedConfig(charge="beta", comparator=">", reset="subtract", timing="immediate",
+                          v_reset=0.0, detach_reset=False, surrogate=Newcomer(),
+                          synapse=False, record_v=False)
+    assert fused.covers(c) and not native.covers(c) and triton_lif.triton_config(c) is None
+    assert native.covers(dataclasses.replace(c, surrogate=S.ATan()))
+
+
 def test_cpp_enums_come_from_the_table() -> None:
     """lif_native.cpp defines no enum of its own, and every rule/surrogate constant it names
     is one the generated header defines, with the table's code."""

@@ -66,6 +66,10 @@ COVERED: dict[str, frozenset[str]] = {
     "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
                                "compensated_pre"}),
 }
+#: The built-in surrogates (by ``Surrogate.name``) whose derivative the C++ loop implements.
+COVERED_SURROGATES = frozenset({"atan", "fast_sigmoid", "ste", "sigmoid", "triangular",
+                                "piecewise_quadratic", "piecewise_exp", "soft_sign",
+                                "super_spike", "erf"})
 _ENUMS = (("Charge", "charge"), ("Reset", "reset"), ("Timing", "reset_timing"))
 
 
@@ -224,8 +228,9 @@ def covers(c: FusedConfig) -> bool:
     """Whether the C++ loop implements every rule of ``c`` (deny by default)."""
     names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
              "reset_timing": c.timing}
+    surrogate = type(c.surrogate)
     return (all(names[kind] in allowed for kind, allowed in COVERED.items())
-            and type(c.surrogate) in S.SURROGATE_CODES)
+            and surrogate in S.SURROGATE_CODES and surrogate.name in COVERED_SURROGATES)
 
 
 def native_config(c: FusedConfig, x: Tensor) -> NativeRules | None:
