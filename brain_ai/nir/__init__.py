@@ -1,0 +1,1 @@
+"""NIR import and export (being built)."""
