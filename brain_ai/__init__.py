@@ -57,6 +57,7 @@ from brain_ai.core.neurons import (
     SpikingNeuronBase,
     SpikingState,
 )
+from brain_ai.core.serialization import load, save
 from brain_ai.core.snn import ConvSNN, SNNCore, SpikingSequential
 from brain_ai.core.surrogates import (
     STE,
@@ -127,8 +128,10 @@ __all__ = [
     "compute_snn_metrics",
     "from_snntorch",
     "from_spikingjelly",
+    "load",
     "migrate_snntorch",
     "migrate_spikingjelly",
+    "save",
     "snn_unroll",
     "surrogate_from_name",
     "time_to_batch_first",
