@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("brain_ai.apps.migrate", "convert an snnTorch/SpikingJelly model and verify it"),
     "amp-stress": ("brain_ai.apps.amp_stress", "every encoder, decoder and loss under autocast"),
     "debug-report": ("brain_ai.apps.debug_report", "HTML report of firing rates, membranes, grads"),
+    "nir": ("brain_ai.apps.nir", "NIR files: import, export, verify against NIR's equations"),
+    "build-kernels": ("brain_ai.apps.build_kernels",
+                      "build the native kernel ahead of time; status of every kernel"),
 }
 
 
