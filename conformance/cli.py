@@ -4,45 +4,68 @@ With no arguments every registered case runs on its built-in defaults against th
 peers. A case module that cannot be imported (a peer is missing) is reported as a failing
 ``ERROR`` row naming the missing module and the install command; nothing is skipped.
 
-Output: a progress bar on stderr (a TTY only; elsewhere one line every
-:data:`PROGRESS_EVERY` cases), then a table on stdout grouped by family, the failures in
-detail, and the summary line ``conformance: N passed, M failed``. ``--json`` and ``--html``
-write the same results with the environment. Exit code: 0 when every case passed, 1 on any
-failure or error, 2 on bad usage (filters that match no case).
+Output: a tqdm progress bar on stderr (on a terminal only; quiet when stderr is not a TTY or
+the ``CI`` environment variable is set), then a table on stdout grouped by family, the
+failures in detail, and the summary line ``conformance: N passed, M failed``. ``--json``
+writes every result with the environment; ``--html`` renders the same results through the
+Jinja2 template ``templates/report.html.j2`` (summary by verdict and by peer/family,
+environment, per-family navigation, coloured verdicts, and for every case its expectation,
+metrics against tolerances and the documented ``why``). Exit code: 0 when every case passed,
+1 on any failure or error, 2 on bad usage (filters that match no case).
+
+:func:`text_table` is the one plain-text table formatter of the command line (``brain-ai
+validate``, ``amp-stress`` and ``debug-report`` use it too).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import html
 import importlib.metadata
+import io
 import json
 import logging
 import math
 import os
 import platform
-import shutil
+import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+import jinja2
 import torch
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from tqdm import tqdm
 
 from brain_ai.conformance import registry, suite
 from brain_ai.conformance.registry import Case, CaseResult
 from brain_ai.errors import BrainAIError, ConfigError
 
-__all__ = ["add_arguments", "environment", "format_number", "run", "verdict_label"]
+__all__ = [
+    "VERDICTS",
+    "add_arguments",
+    "environment",
+    "format_number",
+    "render_html",
+    "run",
+    "text_table",
+    "verdict_label",
+]
 
-PROGRESS_EVERY = 50
 COLUMNS = ("spikes", "membrane", "grad", "value")  # standard metrics shown in the table
+VERDICTS = ("PASS", "GUARD-OK", "FAIL", "ERROR")  # every label verdict_label can return
 PEER_DISTRIBUTIONS = {  # report field -> distribution name
     "brain_ai": "brain-ai-snn", "torch": "torch", "snntorch": "snntorch",
     "spikingjelly": "spikingjelly", "nir": "nir", "numpy": "numpy",
 }
+TEMPLATE = "report.html.j2"  # in this package's templates/ folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +84,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- formatting
+
+# Plain ASCII: a rule of dashes under the header, columns three spaces apart, no frame.
+_TEXT_BOX = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
+
+
+def text_table(header: Sequence[str], rows: Iterable[Sequence[str] | str], *,
+               right: Collection[int] = ()) -> str:
+    """Rows of strings as an aligned plain-text table (rendered by rich, no colour codes).
+
+    Args:
+        header: column titles; a line of dashes follows them.
+        rows: one sequence of cells per row (``len(header)`` strings), or a ``str``: a heading
+            line (e.g. a group title) written into the first column.
+        right: indices of the columns aligned to the right (numbers).
+    Returns:
+        The table, lines without trailing blanks, no final newline. Cells are never wrapped
+        or cut, and ``[...]`` in a cell is text, not rich markup.
+    """
+    table = Table(box=_TEXT_BOX, show_edge=False, pad_edge=False, header_style="",
+                  highlight=False)
+    for i, title in enumerate(header):
+        table.add_column(title, justify="right" if i in right else "left", no_wrap=True)
+    blank = [""] * (len(header) - 1)
+    for row in rows:
+        cells = [row, *blank] if isinstance(row, str) else list(row)
+        if len(cells) != len(header):
+            raise ConfigError("text_table", "a row has the wrong number of cells",
+                              got=f"{len(cells)} cells: {cells!r}",
+                              expected=f"{len(header)} cells, one per column of {header!r}",
+                              hint="give every row one string per header column")
+        table.add_row(*(Text(str(c)) for c in cells))
+    buf = io.StringIO()
+    Console(file=buf, width=100_000, color_system=None, force_terminal=False,
+            force_jupyter=False, highlight=False, markup=False, emoji=False).print(table)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
 def format_number(value: float | None) -> str:
@@ -118,52 +176,23 @@ def _groups(results: Iterable[CaseResult]) -> dict[str, list[CaseResult]]:
     return groups
 
 
-def _table(results: list[CaseResult], out: TextIO) -> None:
-    """The terminal table: one block per family."""
-    header = ("case", "peer", *COLUMNS, "other", "verdict")
-    rows = [(r.case.name, r.case.peer, *(format_number(r.metrics.get(c)) for c in COLUMNS),
-             _other(r), verdict_label(r)) for r in results]
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        left = [cells[0].ljust(widths[0]), cells[1].ljust(widths[1])]
-        right = [c.rjust(w) for c, w in zip(cells[2:-1], widths[2:-1], strict=True)]
-        return "  ".join([*left, *right, cells[-1]]).rstrip()
-
-    print(line(header), file=out)
-    by_name = dict(zip((r.case.name for r in results), rows, strict=True))
+def _table(results: list[CaseResult]) -> str:
+    """The terminal table: one block per family, under a ``== family`` heading line."""
+    rows: list[Sequence[str] | str] = []
     for family, group in _groups(results).items():
         bad = sum(not r.passed for r in group)
-        print(f"== {family} ({len(group)} cases, {bad} not passed)", file=out)
-        for r in group:
-            print(line(by_name[r.case.name]), file=out)
+        rows.append(f"== {family} ({len(group)} cases, {bad} not passed)")
+        rows += [(r.case.name, r.case.peer, *(format_number(r.metrics.get(c)) for c in COLUMNS),
+                  _other(r), verdict_label(r)) for r in group]
+    return text_table(("case", "peer", *COLUMNS, "other", "verdict"), rows,
+                      right=range(2, 3 + len(COLUMNS)))
 
 
-class _Progress:
-    """A text progress bar on a TTY; elsewhere one line every :data:`PROGRESS_EVERY` cases."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total, self.stream, self.t0 = total, stream, time.perf_counter()
-        self.tty = stream.isatty()
-        self.width = min(shutil.get_terminal_size((120, 24)).columns - 1, 119)
-
-    def update(self, done: int, name: str) -> None:
-        """``done`` cases finished; ``name`` runs next."""
-        elapsed = time.perf_counter() - self.t0
-        if self.tty:
-            filled = int(30 * done / max(self.total, 1))
-            text = f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {elapsed:5.1f}s "
-            self.stream.write((text + name)[: self.width + 1].ljust(self.width + 1))
-            self.stream.flush()
-        elif done and done % PROGRESS_EVERY == 0:
-            print(f"conformance: {done}/{self.total} cases run ({elapsed:.1f} s)",
-                  file=self.stream, flush=True)
-
-    def close(self) -> None:
-        """Erase the bar (TTY only)."""
-        if self.tty:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.stream.flush()
+def _progress(total: int, stream: TextIO) -> tqdm:
+    """A tqdm bar on ``stream``; disabled when it is not a terminal or under CI."""
+    quiet = not stream.isatty() or bool(os.environ.get("CI"))
+    return tqdm(total=total, file=stream, disable=quiet, desc="conformance", unit="case",
+                leave=False, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------- reports
@@ -215,41 +244,114 @@ def _record(result: CaseResult) -> dict[str, object]:
     }
 
 
-_CSS = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}
-td.n{text-align:right;font-family:monospace}tr.FAIL,tr.ERROR{background:#fdd}
-tr.GUARD-OK{background:#eef}.err{font-family:monospace;white-space:pre-wrap;color:#900}
-h2{margin-top:1.5em}"""
+def _slug(text: str) -> str:
+    """``text`` as an HTML id fragment: letters, digits and ``-`` only."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
-def _html(summary: dict[str, object], env: dict[str, object], results: list[CaseResult]) -> str:
-    """A self-contained HTML page: summary, one table per family, environment."""
-    e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>brain_ai conformance"
-             f"</title><style>{_CSS}</style></head><body><h1>brain_ai conformance</h1>",
-             "<p>" + ", ".join(f"<b>{e(str(k))}</b>: {e(str(v))}" for k, v in summary.items())
-             + "</p>"]
-    head = ("case", "peer", "config", "expect", "dtype", "steps", *COLUMNS, "other", "verdict",
-            "s")
-    for family, group in _groups(results).items():
-        parts.append(f"<h2>{e(family)}</h2><table><tr>"
-                     + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
-        for r in group:
-            c, label = r.case, verdict_label(r)
-            cells = [e(c.name), e(c.peer), e(json.dumps(_jsonable(dict(c.config)))),
-                     e(c.expect), e(c.dtype), e(format_number(c.steps))]
-            nums = [*(format_number(r.metrics.get(k)) for k in COLUMNS), e(_other(r))]
-            parts.append(f"<tr class='{label}'>" + "".join(f"<td>{x}</td>" for x in cells)
-                         + "".join(f"<td class='n'>{x}</td>" for x in nums)
-                         + f"<td>{label}</td><td class='n'>{r.seconds:.3f}</td></tr>")
-            if not r.passed:
-                parts.append(f"<tr class='{label}'><td colspan='{len(head)}' class='err'>"
-                             f"{e(_why_failed(r))}</td></tr>")
-        parts.append("</table>")
-    parts.append("<h2>Environment</h2><table>" + "".join(
-        f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in env.items())
-        + "</table></body></html>")
-    return "\n".join(parts)
+def _checks(result: CaseResult) -> list[dict[str, str]]:
+    """Each toleranced metric against its tolerance, as the verdict reads it.
+
+    ``state`` is ``ok`` (the metric supports the verdict the case expects: within tolerance
+    for ``equal``, over it for a guard), ``bad`` (it breaks an ``equal`` case, or is missing),
+    or ``neutral`` (a guard metric within tolerance: another metric may show the difference;
+    or the case raised, so nothing was measured).
+    """
+    case, out = result.case, []
+    for key, tol in case.tolerances.items():
+        value = result.metrics.get(key)
+        missing = value is None or math.isnan(value)
+        over = not missing and value > tol  # type: ignore[operator]
+        if result.error:  # the case raised: nothing was measured
+            state = "neutral"
+        elif missing:
+            state = "bad"
+        elif case.expect == "equal":
+            state = "bad" if over else "ok"
+        else:
+            state = "ok" if over else "neutral"
+        shown = "not measured" if result.error else "missing" if value is None else \
+            format_number(value)
+        out.append({"metric": key, "value": shown,
+                    "exact": repr(value), "op": ">" if over else "≤",
+                    "tol": format_number(tol), "tol_exact": repr(tol), "state": state})
+    return out
+
+
+def _case_view(result: CaseResult, anchor: str) -> dict[str, Any]:
+    """What the template shows of one case."""
+    c = result.case
+    config = [f"{k}={v}" for k, v in c.config.items()]
+    config += [f"direction={c.direction}", f"dtype={c.dtype}"]
+    if c.steps is not None:
+        config.append(f"T={c.steps}")
+    return {
+        "name": c.name, "anchor": anchor, "peer": c.peer, "family": c.family,
+        "expect": c.expect, "why": c.why, "verdict": verdict_label(result),
+        "passed": result.passed, "checks": _checks(result),
+        "others": [(k, format_number(v)) for k, v in result.metrics.items()
+                   if k not in c.tolerances],
+        "config": config, "seconds": result.seconds, "error": result.error,
+        "detail": "" if result.passed or result.error else _why_failed(result),
+    }
+
+
+def _report_context(summary: dict[str, Any], env: dict[str, object],
+                    results: list[CaseResult]) -> dict[str, Any]:
+    """Everything the HTML template needs, computed here so the template only lays it out."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    used: set[str] = set()
+    for r in results:
+        anchor = base = "case-" + _slug(r.case.name)
+        n = 1
+        while anchor in used:  # two names that differ only in punctuation
+            n += 1
+            anchor = f"{base}-{n}"
+        used.add(anchor)
+        groups.setdefault((r.case.peer, r.case.family), []).append(_case_view(r, anchor))
+    sections = []
+    for (peer, family), cases in groups.items():
+        counts = Counter(c["verdict"] for c in cases)
+        sections.append({"peer": peer, "family": family, "anchor": _slug(f"{peer}-{family}"),
+                         "cases": cases, "counts": {v: counts[v] for v in VERDICTS},
+                         "not_passed": sum(not c["passed"] for c in cases),
+                         "seconds": sum(c["seconds"] for c in cases)})
+    peers: dict[str, list[dict[str, Any]]] = {}
+    for s in sections:
+        peers.setdefault(s["peer"], []).append(s)
+    sections = [s for group in peers.values() for s in group]  # page order = navigation order
+    counts = Counter(verdict_label(r) for r in results)
+    return {
+        "summary": summary, "total": len(results), "ok": summary["failed"] == 0,
+        "verdicts": {v: counts[v] for v in VERDICTS},
+        "sections": sections,
+        "peers": [{"peer": p, "sections": s, "total": sum(len(x["cases"]) for x in s),
+                   "counts": {v: sum(x["counts"][v] for x in s) for v in VERDICTS}}
+                  for p, s in peers.items()],
+        "not_passed": [c for s in sections for c in s["cases"] if not c["passed"]],
+        "case_seconds": sum(r.seconds for r in results),
+        "versions": [(k, env.get(k)) for k in ("brain_ai", "torch", "snntorch", "spikingjelly",
+                                               "nir", "numpy", "python")],
+        "date": env.get("date"), "environment": list(env.items()),
+    }
+
+
+def render_html(summary: dict[str, Any], env: dict[str, object],
+                results: list[CaseResult]) -> str:
+    """The self-contained HTML report (no scripts, no external resources).
+
+    Rendered from ``templates/report.html.j2`` of this package with autoescaping on.
+
+    Args:
+        summary: the ``summary`` object of the JSON report (counts, seconds, seed, filters).
+        env: :func:`environment`.
+        results: every case result, in run order.
+    """
+    jinja = jinja2.Environment(loader=jinja2.PackageLoader("brain_ai.conformance", "templates"),
+                               autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                               undefined=jinja2.StrictUndefined)
+    jinja.filters["num"] = format_number
+    return jinja.get_template(TEMPLATE).render(_report_context(summary, env, results))
 
 
 # --------------------------------------------------------------------------- running
@@ -300,6 +402,17 @@ def _run_all(cases: list[Case], seed: int, fail_fast: bool,
     return results
 
 
+def _list(cases: list[Case], failures: list[CaseResult]) -> int:
+    """``--list``: the selected cases as a table, import failures first."""
+    rows = [(r.case.name, "import", r.case.peer, "ERROR", r.error.splitlines()[0], "")
+            for r in failures]
+    rows += [(c.name, c.family, c.peer, c.expect, c.dtype, "" if c.steps is None else str(c.steps))
+             for c in cases]
+    print(text_table(("case", "family", "peer", "expect", "dtype", "T"), rows, right=(5,)))
+    print(f"{len(cases)} cases, {len(failures)} case modules failed to import")
+    return 1 if failures else 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the selected cases, print the table and write the reports; return the exit code."""
     # SpikingJelly's CUDA-op registration makes torch log "Triton not available" on a CPU
@@ -312,20 +425,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.list:
-        for r in failures:
-            print(f"{r.case.name}  ERROR  {r.error}")
-        width = max((len(c.name) for c in cases), default=0)
-        for c in cases:
-            steps = "" if c.steps is None else f" T={c.steps}"
-            print(f"{c.name.ljust(width)}  {c.family}  {c.peer}  {c.expect}  {c.dtype}{steps}")
-        print(f"{len(cases)} cases, {len(failures)} case modules failed to import")
-        return 1 if failures else 0
+        return _list(cases, failures)
 
-    progress = _Progress(len(cases), sys.stderr)
     results = list(failures)
-    if not (failures and args.fail_fast):
-        results += _run_all(cases, args.seed, args.fail_fast, progress.update)
-    progress.close()
+    with _progress(len(cases), sys.stderr) as bar:
+        def on_start(i: int, name: str) -> None:  # i cases done, ``name`` runs next
+            bar.update(i - bar.n)
+            bar.set_postfix_str(name)  # redraws: a slow case shows its name while it runs
+
+        if not (failures and args.fail_fast):
+            results += _run_all(cases, args.seed, args.fail_fast, on_start)
+        bar.update(len(results) - len(failures) - bar.n)
     seconds = time.perf_counter() - t0
 
     passed = sum(r.passed for r in results)
@@ -339,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "filters": {"peer": args.peer, "family": args.family, "keyword": args.keyword},
     }
-    _table(results, sys.stdout)
+    print(_table(results))
     bad = [r for r in results if not r.passed]
     if bad:
         print("\nfailures:")
@@ -355,5 +465,5 @@ def run(args: argparse.Namespace) -> int:
         report = {"summary": summary, "environment": env, "cases": [_record(r) for r in results]}
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.html:
-        args.html.write_text(_html(summary, env, results), encoding="utf-8")
+        args.html.write_text(render_html(summary, env, results), encoding="utf-8")
     return 1 if failed else 0

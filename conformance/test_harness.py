@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import io
 import json
 import re
 import sys
@@ -179,9 +180,11 @@ def test_format_number() -> None:
 
 def test_list(fake_registry: list[Case], capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["--list"]) == 0
-    out = capsys.readouterr().out
-    assert [line.split()[0] for line in out.splitlines()[:-1]] == [c.name for c in fake_registry]
-    assert out.splitlines()[-1] == "5 cases, 0 case modules failed to import"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["case", "family", "peer", "expect", "dtype", "T"]
+    assert set(lines[1]) == {"-"}
+    assert [line.split()[0] for line in lines[2:-1]] == [c.name for c in fake_registry]
+    assert lines[-1] == "5 cases, 0 case modules failed to import"
 
 
 def test_table_summary_and_exit_code(
@@ -213,16 +216,40 @@ def test_filters_and_exit_code_zero(
     assert "no case matches the filters" in capsys.readouterr().err
 
 
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so the progress bar draws."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def test_fail_fast_and_progress(
     fake_registry: list[Case], capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 1)
+    """--fail-fast stops after the 2nd case (the first failure); the bar is quiet off a TTY."""
+    monkeypatch.delenv("CI", raising=False)
     assert run_cli(["--fail-fast"]) == 1
     captured = capsys.readouterr()
     assert "conformance: 1 passed, 1 failed" in captured.out
     assert "3 cases not run (--fail-fast)" in captured.out
-    assert captured.err.splitlines()[0].startswith("conformance: 1/5 cases run (")
+    assert captured.err == ""  # not a terminal: no progress output at all
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert run_cli(["--fail-fast"]) == 1
+    frames = terminal.getvalue().split("\r")
+    assert any(f.startswith("conformance:   0%") and "0/5" in f for f in frames)
+    assert any(f.startswith("conformance:  20%") and "1/5" in f
+               and f.endswith("peerA/lif/wrong_beta]") for f in frames)  # the case now running
+    assert frames[-1].strip() == ""  # the bar erases itself (leave=False)
+    capsys.readouterr()
+
+    monkeypatch.setenv("CI", "true")  # CI logs stay clean even on a pseudo-terminal
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert run_cli(["-k", "correct"]) == 0
+    assert terminal.getvalue() == ""
 
 
 def test_json_and_html(fake_registry: list[Case], tmp_path: Path) -> None:
@@ -251,7 +278,7 @@ def test_json_and_html(fake_registry: list[Case], tmp_path: Path) -> None:
     assert page.startswith("<!doctype html>") and "<script" not in page
     for case in fake_registry:
         assert case.name in page
-    assert page.count("<tr class='FAIL'>") == 4  # two failing rows, each with a detail row
+    assert page.count('<tr class="case v-FAIL"') == 2  # tests/test_reports.py reads the rest
 
 
 def test_missing_peer_is_a_failing_row_not_a_skip(
@@ -288,7 +315,10 @@ def test_brain_ai_main_wiring(
     fake_registry: list[Case], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["conformance", "--list", "-k", "wrong"]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == [
-        "peerA/lif/wrong_beta        lif  peerA  equal  float32 T=4",
-        "peerB/lif/wrong_comparator  lif  peerB  equal  float32 T=4",
+    assert capsys.readouterr().out.splitlines() == [
+        "case                         family   peer    expect   dtype     T",
+        "------------------------------------------------------------------",
+        "peerA/lif/wrong_beta         lif      peerA   equal    float32   4",
+        "peerB/lif/wrong_comparator   lif      peerB   equal    float32   4",
+        "2 cases, 0 case modules failed to import",
     ]

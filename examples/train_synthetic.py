@@ -8,11 +8,11 @@ Runs in well under 2 minutes on a 2-core CPU:  python examples/train_synthetic.p
 
 from __future__ import annotations
 
-import sys
 import time
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from brain_ai.config import LossConfig
 from brain_ai.core.decoding import RateDecoder
@@ -43,7 +43,8 @@ def main(epochs: int = EPOCHS) -> float:
     x_train, y_train = dataset(1024, seed=1)
     x_test, y_test = dataset(512, seed=2)
     start = time.perf_counter()
-    for epoch in range(epochs):
+    bar = tqdm(range(epochs), desc="training", unit="epoch", disable=None)  # None: TTY only
+    for _epoch in bar:
         net.train()
         encoder.train()
         for i in range(0, len(x_train), BATCH):
@@ -53,16 +54,13 @@ def main(epochs: int = EPOCHS) -> float:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        done = (epoch + 1) / epochs
-        bar = "#" * int(30 * done)
-        sys.stdout.write(f"\r[{bar:<30}] epoch {epoch + 1}/{epochs} loss {log['total']:.3f}")
-        sys.stdout.flush()
+        bar.set_postfix(loss=f"{log['total']:.3f}")
     net.eval()
     encoder.eval()
     with torch.no_grad():
         out, _ = net(encoder(x_test).spikes.float())
         accuracy = float((decoder(out).prediction == y_test).float().mean())
-    print(f"\ntest accuracy: {accuracy:.3f}  ({time.perf_counter() - start:.1f} s)")
+    print(f"test accuracy: {accuracy:.3f}  ({time.perf_counter() - start:.1f} s)")
     return accuracy
 
 

@@ -34,3 +34,15 @@ def test_amp_stress_catches_a_loss_that_scales_with_t() -> None:
 
 def test_amp_stress_rejects_bad_sizes() -> None:
     assert amp_stress.run(_args("--steps", "4")) == 2
+
+
+def test_amp_stress_table_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    """One row per check under a header; a T-invariant loss reads ratio 1, ``ok``, PASS."""
+    assert amp_stress.run(_args("--only", "losses")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["kind", "name", "device", "autocast"]
+    assert set(lines[1]) == {"-"}
+    rows = {line.split()[1]: line.split() for line in lines[2:] if line.startswith("loss ")}
+    assert len(rows) == 16 and lines[-1] == "16/16 checks passed"
+    assert rows["ProbSpikes"][5:] == ["float32", "yes", "finite", "1", "ok", "PASS"]
+    assert rows["l1_rate_sparsity"][8:11] == ["2", "n/a", "PASS"]

@@ -21,6 +21,7 @@ from brain_ai.apps.debug_report import (
     FAILURE_HINTS,
     build_report,
     example_model,
+    example_task,
     load_model,
     synthetic_input,
 )
@@ -130,16 +131,67 @@ def test_unhealthy_layers_get_the_seed_hints(tmp_path: Path) -> None:
 
 
 def test_cli_builtin_conv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The conv example on its own defaults (B=8, T=25): every layer healthy, --strict is 0."""
     out = tmp_path / "rep"
-    rc = main(["debug-report", "--example", "conv", "--batch-size", "2", "--steps", "4",
-               "--repeats", "1", "--out", str(out)])
+    rc = main(["debug-report", "--example", "conv", "--repeats", "1", "--out", str(out),
+               "--strict"])
     text = capsys.readouterr().out
     assert rc == 0
     assert f"report: {out / 'report.html'}" in text and "return_details overhead:" in text
     data = json.loads((out / "report.json").read_text())
-    assert data["model"]["name"] == "example:conv" and data["input"]["shape"] == [2, 4, 1, 16, 16]
+    assert data["model"]["name"] == "example:conv"
+    assert data["input"]["shape"] == [8, 25, 1, 16, 16]
+    assert data["input"]["source"].startswith("example task, held-out batch")
     assert list(data["layers"]) == ["lif1", "lif2", "lif_out"]
+    assert data["unhealthy"] == {"lif1": [], "lif2": [], "lif_out": []} and not data["callouts"]
     assert data["plots"] == {k: f"{k}.png" for k in data["plots"]} and set(data["plots"]) == PLOTS
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.startswith("lif")}
+    assert {k: (v[1], v[-1]) for k, v in rows.items()} == {
+        "lif1": ("512", "ok"), "lif2": ("256", "ok"), "lif_out": ("10", "ok")}  # 8x8x8, 16x4x4
+
+
+def test_builtin_mlp_is_trained_and_healthy(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Untrained, the mlp example has dead neurons and a near-silent output; after its 60
+    training steps every probe of every layer is inside the healthy ranges, and the network
+    classifies held-out task samples (chance is 1/10)."""
+    x, _ = example_task("mlp", 8, 25, seed=0)
+    fresh = build_report(example_model("mlp", train_steps=0), x, tmp_path / "fresh", repeats=1)
+    assert set(fresh.unhealthy) == {"lif1", "lif2", "lif_out"}
+    assert "dead_neuron_frac" in fresh.unhealthy["lif_out"]
+    trained = example_model("mlp")
+    report = build_report(trained, x, tmp_path / "trained", repeats=1)
+    assert report.unhealthy == {}
+    for m in report.probes.values():
+        assert 0.01 <= m.firing_rate <= 0.5 and m.dead_neuron_frac == 0.0
+        assert m.saturated_neuron_frac == 0.0
+    xs, ys = example_task("mlp", 200, 25, seed=1)
+    with torch.no_grad():
+        counts = trained(xs)[0].sum(1)
+    assert float((counts.argmax(1) == ys).float().mean()) >= 0.9
+
+    assert main(["debug-report", "--strict", "--repeats", "1", "--out", str(tmp_path / "cli")]) \
+        == 0
+    text = capsys.readouterr().out
+    assert "UNHEALTHY" not in text and " ! " not in text
+    assert [line.split()[-1] for line in text.splitlines() if line.startswith("lif")] == \
+        ["ok", "ok", "ok"]
+
+
+def test_example_task_is_seeded_and_fixed() -> None:
+    """Same seed, same batch; the class prototypes do not depend on the seed."""
+    x1, y1 = example_task("conv", 4, 6, seed=3)
+    x2, y2 = example_task("conv", 4, 6, seed=3)
+    assert x1.shape == (4, 6, 1, 16, 16) and x1.dtype == torch.float32 and y1.shape == (4,)
+    torch.testing.assert_close(x1, x2, rtol=0, atol=0)
+    assert torch.equal(y1, y2) and set(x1.unique().tolist()) <= {0.0, 1.0}
+    a, ya = example_task("mlp", 2000, 50, seed=1)
+    b, yb = example_task("mlp", 2000, 50, seed=2)
+    rate_a = torch.stack([a[ya == c].mean((0, 1)) for c in range(10)])
+    rate_b = torch.stack([b[yb == c].mean((0, 1)) for c in range(10)])
+    assert float((rate_a - rate_b).abs().max()) < 0.05  # ~10^4 draws per rate: sd < 0.005
+    assert 0.0 <= float(rate_a.min()) and float(rate_a.max()) <= 0.5 + 0.05
 
 
 def test_cli_user_model_checkpoint_and_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -173,3 +225,73 @@ def test_bad_inputs_raise(tmp_path: Path) -> None:
         build_report(example_model("mlp"), torch.rand(3), tmp_path)
     with pytest.raises(ConfigError, match="unknown example"):
         example_model("transformer")
+
+
+def _user_error_files(folder: Path) -> dict[str, Path]:
+    """Inputs a user gets wrong, saved with torch.save (or not a torch file at all)."""
+    files = {"text": folder / "notes.pt", "dict": folder / "dict.pt", "wide": folder / "wide.pt",
+             "int": folder / "int.pt", "nan": folder / "nan.pt", "flat": folder / "flat.pt",
+             "a_file": folder / "a_file"}
+    files["text"].write_text("not a torch file")
+    files["a_file"].write_text("")
+    torch.save({"x": torch.zeros(2)}, files["dict"])
+    torch.save(torch.zeros(2, 3, 7), files["wide"])
+    torch.save(torch.zeros(2, 3, 100, dtype=torch.long), files["int"])
+    torch.save(torch.full((2, 3, 100), float("nan")), files["nan"])
+    torch.save(torch.zeros(3, 100), files["flat"])
+    return files
+
+
+USER_ERRORS = [  # (arguments, what the one line must say)
+    (["--input", "{missing}"], "the input file does not exist"),
+    (["--input", "{text}"], "cannot read the input file"),
+    (["--input", "{dict}"], "the file does not hold one tensor (got dict;"),
+    (["--input", "{wide}"], "does not fit the model (got (2, 3, 7); expected (B, T, 100))"),
+    (["--input", "{flat}"], "does not fit the model (got (3, 100); expected (B, T, 100))"),
+    (["--input", "{int}"], "the input is not a floating tensor (got torch.int64;"),
+    (["--input", "{nan}"], "the input holds NaN or inf (got 600 non-finite values;"),
+    (["--batch-size", "0"], "--batch-size must be at least 1 (got 0;"),
+    (["--steps", "-3"], "--steps must be at least 1 (got -3;"),
+    (["--repeats", "0"], "--repeats must be at least 1 (got 0;"),
+    (["--max-rate", "2"], "--max-rate is outside [0, 1] (got 2.0;"),
+    (["--max-rate", "nan"], "--max-rate is outside [0, 1] (got nan;"),
+    (["--input-shape", "3,4"], "--input-shape does not fit the example (got 3,4; expected 100)"),
+    (["--checkpoint", "{missing}"], "--checkpoint needs --model"),
+    (["--out", "{a_file}"], "--out is a file, not a folder"),
+    (["--model", "no_colon"], "the model must be given as module:factory"),
+    (["--model", "brain_ai.core.snn:SNNCore", "--checkpoint", "{missing}"],
+     "the checkpoint file does not exist"),
+    (["--model", "brain_ai.core.snn:SNNCore", "--checkpoint", "{dict}"],
+     "the checkpoint does not fit the model"),
+    (["--model", "brain_ai.core.snn:ConvSNN", "--input-shape", "2,28,28"],
+     "--input-shape does not fit the model (got 2,28,28; expected 1,28,28)"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), USER_ERRORS, ids=[m for _, m in USER_ERRORS])
+def test_cli_user_errors_are_one_line_with_a_hint(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = {k: str(v) for k, v in _user_error_files(tmp_path).items()}
+    files["missing"] = str(tmp_path / "missing.pt")
+    args = [a.format(**files) for a in argv]
+    assert main(["debug-report", "--repeats", "1", "--out", str(tmp_path / "rep"), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert ". Hint: " in lines[0] and "Traceback" not in captured.err
+    assert not (tmp_path / "rep").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("argv", [["--steps", "abc"], ["--example", "transformer"],
+                                  ["--example", "conv", "--model", "a:b"],
+                                  ["--input-shape", "0,1"]])
+def test_cli_malformed_arguments_are_one_line(argv: list[str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["debug-report", *argv])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: brain-ai debug-report: argument --")
+    assert lines[0].endswith("Hint: see `brain-ai debug-report --help`")

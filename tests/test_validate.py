@@ -9,6 +9,7 @@ import torch
 
 from brain_ai.apps import validate
 from brain_ai.apps.cli import main
+from brain_ai.apps.validate_codecs import codec_checks
 
 
 def test_validate_passes_and_lists_every_variant(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,9 +23,13 @@ def test_validate_passes_and_lists_every_variant(capsys: pytest.CaptureFixture[s
         assert cells == ["ok"] * len(validate.CHECKS), (name, cells)
     header = next(line for line in out.splitlines() if line.startswith("variant"))
     assert header.split() == ["variant", *validate.CHECKS]
-    n = len(validate.VARIANTS) * len(validate.CHECKS)
-    assert f"PASS: {n}/{n} neuron checks passed over {len(validate.VARIANTS)} variants" in out
-    assert "codec" in out  # the codec rows, or the note that they were skipped
+    codec_rows = [line.split() for line in out.splitlines()
+                  if line.split()[:1] and "/" in line.split()[0] and line.split()[1:2] == ["ok"]]
+    assert len(codec_rows) == len(codec_checks()) == 24  # 7 encoders x 2, 3 + 5 decoders + 2
+    n = len(validate.VARIANTS) * len(validate.CHECKS)  # 17 x 9 = 153
+    assert out.splitlines()[-1] == (
+        f"PASS: {n + 24}/{n + 24} checks passed ({n}/{n} neuron checks over "
+        f"{len(validate.VARIANTS)} variants, 24/24 codec checks)")
 
 
 def test_validate_covers_the_seed_variants() -> None:
@@ -57,7 +62,9 @@ def test_a_failing_check_gives_exit_code_one(monkeypatch: pytest.MonkeyPatch,
     assert "adaptive / broken: spikes were 0.5" in out
     assert "lif / raising: raised RuntimeError: kaboom" in out
     n = 2 * len(validate.CHECKS)
-    assert f"FAIL: {n - 3}/{n} neuron checks passed over 2 variants" in out
+    assert out.splitlines()[-1] == (
+        f"FAIL: {n - 3}/{n} checks passed ({n - 3}/{n} neuron checks over 2 variants, "
+        "codec checks not run)")
 
 
 def test_missing_codec_module_is_a_note(monkeypatch: pytest.MonkeyPatch,
@@ -67,6 +74,10 @@ def test_missing_codec_module_is_a_note(monkeypatch: pytest.MonkeyPatch,
     out = capsys.readouterr().out
     assert rc == 0
     assert "codecs: skipped (brain_ai.apps.validate_codecs is not installed)" in out
+    n = len(validate.CHECKS)
+    assert out.splitlines()[-1] == (
+        f"PASS: {n}/{n} checks passed ({n}/{n} neuron checks over 1 variant, "
+        "codec checks skipped)")
 
 
 def test_failing_codec_rows_fail_the_run(monkeypatch: pytest.MonkeyPatch,
@@ -82,7 +93,10 @@ def test_failing_codec_rows_fail_the_run(monkeypatch: pytest.MonkeyPatch,
     assert rc == 1
     assert any(line.split()[:3] == ["decoder/y/contract", "FAIL", "bad"]
                for line in out.splitlines())
-    assert "codec checks failed" in out
+    n = len(validate.CHECKS)  # all neuron checks pass; one of the two codec checks fails
+    assert out.splitlines()[-1] == (
+        f"FAIL: {n + 1}/{n + 2} checks passed ({n}/{n} neuron checks over 1 variant, "
+        "1/2 codec checks)")
 
 
 def test_run_checks_is_deterministic() -> None:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from brain_ai.config import LossConfig
+from brain_ai.conformance.cli import text_table
 from brain_ai.core import losses as L
 from brain_ai.core import snntorch_losses as SL
 from brain_ai.core.decoding import build_decoder
@@ -268,19 +269,13 @@ def _fmt(v: float) -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    """The report as a fixed-width text table."""
+    """The report as a plain-text table (:func:`brain_ai.conformance.cli.text_table`)."""
     head = ("kind", "name", "device", "autocast", "value", "out dtype", "finite", "grad",
             "L(2T)/L(T)", "T-inv", "status", "note")
-    body = [(r.kind, r.name, r.device, r.dtype, _fmt(r.value), r.out_dtype,
-             "yes" if r.finite else "NO", r.grad, _fmt(r.t_ratio), r.t_inv,
-             "PASS" if r.passed else "FAIL", r.note) for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h)
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-              for line in body]
-    return "\n".join(lines)
+    return text_table(head, [
+        (r.kind, r.name, r.device, r.dtype, _fmt(r.value), r.out_dtype,
+         "yes" if r.finite else "NO", r.grad, _fmt(r.t_ratio), r.t_inv,
+         "PASS" if r.passed else "FAIL", r.note) for r in rows], right=(4, 8))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

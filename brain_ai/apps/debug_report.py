@@ -1,8 +1,12 @@
 """``brain-ai debug-report``: look at a spiking network instead of reading numbers.
 
-On a model (a built-in example, or ``--model module:factory`` plus ``--checkpoint``) and an
-input batch ``(B, T, ...)`` (synthetic Bernoulli spikes by default, or ``--input file.pt``),
-one forward with ``return_details=True`` and one backward give:
+On a model and an input batch ``(B, T, ...)``, one forward with ``return_details=True`` and
+one backward give the files below. The model is a built-in example (a small network trained
+for a few seconds on a synthetic rate-coded task, :func:`example_model`; its input is a
+held-out batch of that task, and every layer is in the healthy ranges) or ``--model
+module:factory`` plus ``--checkpoint`` (input: synthetic Bernoulli spikes, or ``--input
+file.pt``). User errors (a missing or unreadable file, a shape or a number that does not fit)
+exit with status 2 and one line on stderr that ends in a hint.
 
 * ``report.html`` -- self-contained (PNGs embedded as base64): probe table with the seed-000
   healthy ranges, unhealthy layers called out with the seed's failure-mode hints, spike raster
@@ -13,13 +17,14 @@ one forward with ``return_details=True`` and one backward give:
 * the PNGs themselves, beside the report.
 
 Python API: :func:`build_report` (any :class:`~brain_ai.core.snn.SpikingSequential` and input),
-:func:`example_model`, :func:`synthetic_input`, :func:`load_model`.
+:func:`example_model`, :func:`example_task`, :func:`synthetic_input`, :func:`load_model`.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import html
 import importlib
 import io
@@ -31,13 +36,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
-from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics
+from brain_ai.conformance.cli import text_table
+from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, SpikeRateRegularization
 from brain_ai.core.snn import (
     ConvSNN,
     NetworkOutput,
@@ -45,15 +51,18 @@ from brain_ai.core.snn import (
     SpikingSequential,
     network_probes,
 )
-from brain_ai.core.snntorch_losses import count_cross_entropy
-from brain_ai.errors import ConfigError, PeerMissingError, ShapeError
+from brain_ai.core.snntorch_losses import count_cross_entropy, mse_count
+from brain_ai.errors import BrainAIError, ConfigError, PeerMissingError, ShapeError
 
 __all__ = [
+    "EXAMPLE_CLASSES",
+    "EXAMPLE_TRAINING",
     "FAILURE_HINTS",
     "DebugReport",
     "add_arguments",
     "build_report",
     "example_model",
+    "example_task",
     "load_model",
     "run",
     "synthetic_input",
@@ -94,22 +103,114 @@ _TRACE_NEURONS = 4
 # ----------------------------------------------------------------------------- inputs / models
 
 
-def example_model(name: str = "mlp", seed: int = 0) -> SpikingSequential:
-    """A built-in example network, initialised from ``seed`` (global RNG untouched).
+#: The built-in examples' task: 10 classes, each a fixed prototype of firing probabilities.
+EXAMPLE_CLASSES = 10
+#: Training of the built-in examples: Adam steps, batch size, time steps, learning rate.
+EXAMPLE_TRAINING: dict[str, float] = {"steps": 60, "batch_size": 32, "num_steps": 25,
+                                       "lr": 3e-3}
+_TASK_SEED = 2024  # the prototypes: one task for every --seed
+_TRAIN_SEED = 2**32  # training batches use seeds >= 2**32, so a report's batch is held out
+
+
+def _example_shape(name: str) -> tuple[int, ...]:
+    if name not in ("mlp", "conv"):
+        raise ConfigError("example_model", "unknown example", got=repr(name),
+                          expected="'mlp' | 'conv'", hint="or pass --model module:factory")
+    return (100,) if name == "mlp" else (1, 16, 16)
+
+
+def example_task(name: str = "mlp", batch_size: int = 8, num_steps: int = 25, *,
+                 max_rate: float = 0.5, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A batch of the built-in examples' synthetic task: ``(x (B, T, *features), y (B,))``.
+
+    :data:`EXAMPLE_CLASSES` classes; class ``c`` is a prototype ``p_c`` of per-feature firing
+    probabilities drawn once from ``U(0, max_rate)`` (a fixed generator: the same task for
+    every ``seed``). A sample of class ``y`` fires feature ``i`` with probability
+    ``p_y[i]`` at each step, independently (a Bernoulli rate code, like
+    :func:`synthetic_input`). ``x`` is float32 0/1; ``y`` int64. Features: ``(100,)`` for
+    ``"mlp"``, ``(1, 16, 16)`` for ``"conv"``. Seeded ``torch.Generator``; global RNG untouched.
+    """
+    shape = _example_shape(name)
+    _check_sizes("example_task", batch_size, num_steps, max_rate)
+    protos = torch.rand((EXAMPLE_CLASSES, *shape),
+                        generator=torch.Generator().manual_seed(_TASK_SEED)) * max_rate
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, EXAMPLE_CLASSES, (batch_size,), generator=g)
+    u = torch.rand((batch_size, num_steps, *shape), generator=g)
+    return (u < protos[y].unsqueeze(1)).float(), y
+
+
+def _fresh_example(name: str, seed: int) -> SpikingSequential:
+    """The example network as initialised from ``seed`` (global RNG untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "mlp":
+            return SNNCore(input_size=100, hidden_sizes=(128, 64), output_size=EXAMPLE_CLASSES)
+        return ConvSNN(in_channels=1, input_hw=(16, 16), channels=(8, 16),
+                       num_classes=EXAMPLE_CLASSES)
+
+
+@functools.lru_cache(maxsize=8)
+def _trained_state(name: str, seed: int, steps: int) -> dict[str, Tensor]:
+    """Weights of the example after ``steps`` Adam steps on :func:`example_task` (cached)."""
+    model = _fresh_example(name, seed)
+    # Rate code at the output (a correct class fires at 0.6, the others at 0.1, so no output
+    # neuron is silent), plus a pull of every hidden layer toward a rate of 0.1 with a strong
+    # penalty below 0.05: the seed's own remedy for dead neurons (SpikeRateRegularization).
+    rate_reg = SpikeRateRegularization(0.1, min_rate=0.05, range_weight=100.0)
+    opt = torch.optim.Adam(model.parameters(), lr=EXAMPLE_TRAINING["lr"])
+    for i in range(steps):
+        x, y = example_task(name, int(EXAMPLE_TRAINING["batch_size"]),
+                            int(EXAMPLE_TRAINING["num_steps"]), seed=_TRAIN_SEED + seed * 1000 + i)
+        out = model(x, return_details=True)
+        hidden = {k: v for k, v in out.spikes.items() if k != "lif_out"}
+        loss = (mse_count(out.output, y, correct_rate=0.6, incorrect_rate=0.1)
+                + 10.0 * rate_reg(out.output, layers=hidden)[0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def example_model(name: str = "mlp", seed: int = 0, *,
+                  train_steps: int | None = None) -> SpikingSequential:
+    """A built-in example network, trained briefly on :func:`example_task` (global RNG untouched).
+
+    Initialised from ``seed``, then ``train_steps`` Adam steps (default
+    ``EXAMPLE_TRAINING["steps"]``, i.e. 60) on batches of :func:`example_task` drawn with
+    seeds ``>= 2**32`` (so a report's batch, drawn with ``seed``, is held out). The loss is a
+    rate code at the output (``mse_count``, correct class 0.6, others 0.1) plus
+    :class:`SpikeRateRegularization` of the hidden layers toward 0.1 (penalty below 0.05):
+    the firing rates of a fresh init are not healthy (dead neurons, a silent output layer);
+    after training every layer is, on a batch of ``B=8, T=25``. The trained weights are
+    cached per ``(name, seed, train_steps)``; every call returns a new module.
 
     Args:
         name: ``"mlp"`` -- :class:`SNNCore` ``100 -> 128 -> 64 -> 10``; ``"conv"`` --
             :class:`ConvSNN` on ``(1, 16, 16)`` frames, channels ``(8, 16)``, 10 classes.
-        seed: weight-init seed.
+        seed: weight-init and training seed.
+        train_steps: Adam steps (``0``: the untrained init).
     """
-    if name not in ("mlp", "conv"):
-        raise ConfigError("example_model", "unknown example", got=repr(name),
-                          expected="'mlp' | 'conv'", hint="or pass --model module:factory")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if name == "mlp":
-            return SNNCore(input_size=100, hidden_sizes=(128, 64), output_size=10)
-        return ConvSNN(in_channels=1, input_hw=(16, 16), channels=(8, 16), num_classes=10)
+    _example_shape(name)
+    steps = int(EXAMPLE_TRAINING["steps"]) if train_steps is None else train_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError("example_model", "train_steps must be an int >= 0",
+                          got=repr(train_steps), expected="an int >= 0 (0 = untrained)",
+                          hint="leave it out for the default training")
+    model = _fresh_example(name, seed)
+    if steps:
+        model.load_state_dict(_trained_state(name, seed, steps))
+    return model
+
+
+def _check_sizes(where: str, batch_size: object, num_steps: object, max_rate: object) -> None:
+    for name, v in (("batch_size", batch_size), ("num_steps", num_steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ConfigError(where, f"{name} must be a positive int", got=repr(v),
+                              expected="an int > 0", hint=f"set {name} to at least 1")
+    if not isinstance(max_rate, (int, float)) or not 0.0 <= max_rate <= 1.0:
+        raise ConfigError(where, "max_rate is outside [0, 1]", got=max_rate,
+                          expected="0 <= max_rate <= 1", hint="a rate is a probability per step")
 
 
 def synthetic_input(feature_shape: tuple[int, ...], batch_size: int = 8, num_steps: int = 25,
@@ -119,14 +220,7 @@ def synthetic_input(feature_shape: tuple[int, ...], batch_size: int = 8, num_ste
     Each ``(sample, feature)`` fires with a probability drawn from ``U(0, max_rate)``, constant
     over time (what a rate-encoded image looks like). Seeded ``torch.Generator``.
     """
-    where = "synthetic_input"
-    for name, v in (("batch_size", batch_size), ("num_steps", num_steps)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(where, f"{name} must be a positive int", got=repr(v),
-                              expected="an int > 0", hint=f"set {name} to at least 1")
-    if not 0.0 <= max_rate <= 1.0:
-        raise ConfigError(where, "max_rate is outside [0, 1]", got=max_rate,
-                          expected="0 <= max_rate <= 1", hint="a rate is a probability per step")
+    _check_sizes("synthetic_input", batch_size, num_steps, max_rate)
     g = torch.Generator().manual_seed(seed)
     p = torch.rand((batch_size, 1, *feature_shape), generator=g) * max_rate
     u = torch.rand((batch_size, num_steps, *feature_shape), generator=g)
@@ -158,20 +252,57 @@ def load_model(spec: str, checkpoint: str | Path | None = None) -> nn.Module:
                               expected="module:factory with an existing callable",
                               hint="check the spelling of the factory")
         obj = getattr(obj, part)
-    model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+    if callable(obj) and not isinstance(obj, nn.Module):
+        try:
+            obj = obj()
+        except TypeError as exc:  # the usual user error: a factory that needs arguments
+            raise ConfigError(where, f"calling {spec} with no arguments failed",
+                              got=f"TypeError: {exc}", expected="a factory callable as FACTORY()",
+                              hint="give every argument of the factory a default, or wrap it "
+                                   "in a function that takes none") from exc
+    model = obj
     if not isinstance(model, nn.Module):
         raise ConfigError(where, "the factory did not return an nn.Module",
                           got=type(model).__name__, expected="a SpikingSequential",
                           hint="return the network from the factory")
     if checkpoint is not None:
-        state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        state = _load_file(where, "checkpoint", checkpoint)
         if isinstance(state, dict):
             for key in ("state_dict", "model_state_dict", "model"):
                 if isinstance(state.get(key), dict):
                     state = state[key]
                     break
-        model.load_state_dict(state)
+        if not isinstance(state, dict):
+            raise ConfigError(where, "the checkpoint holds no state_dict",
+                              got=type(state).__name__,
+                              expected="a state_dict, or a dict with one under 'state_dict'",
+                              hint="save it with torch.save(model.state_dict(), path)")
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+            first = str(exc).strip().splitlines()
+            raise ConfigError(where, "the checkpoint does not fit the model",
+                              got=" ".join(line.strip() for line in first[:3])[:300],
+                              expected=f"the state_dict of {spec}()",
+                              hint="use the factory that built the checkpointed network, with "
+                                   "the same sizes") from exc
     return model
+
+
+def _load_file(where: str, what: str, path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; unreadable files raise ConfigError."""
+    if not Path(path).is_file():
+        raise ConfigError(where, f"the {what} file does not exist", got=str(path),
+                          expected="an existing file written by torch.save",
+                          hint="check the path (relative paths start at the current folder)")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and weights_only errors alike: not a torch file
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:120]
+        raise ConfigError(where, f"cannot read the {what} file",
+                          got=f"{path}: {type(exc).__name__}: {first}",
+                          expected="a file written by torch.save holding tensors",
+                          hint="save plain tensors / state_dicts with torch.save") from exc
 
 
 def infer_feature_shape(model: nn.Module) -> tuple[int, ...]:
@@ -215,20 +346,19 @@ class DebugReport:
         return {k: v for k, v in self.data["unhealthy"].items() if v}
 
     def summary(self) -> str:
-        """A short text summary (what the CLI prints)."""
+        """A short text summary (what the CLI prints): one table row per layer, then findings."""
         d = self.data
-        lines = [f"brain-ai debug-report: {d['model']['name']}, input "
-                 f"{tuple(d['input']['shape'])} ({d['input']['source']})",
-                 f"{'layer':<12}{'rate':>8}{'sparsity':>10}{'dead':>7}{'sat':>7}"
-                 f"{'v_mean':>9}{'v_var':>9}  status"]
+        rows = []
         for name, layer in d["layers"].items():
             p = layer["probes"]
             bad = layer["unhealthy"]
-            lines.append(
-                f"{name:<12}{_fmt(p['firing_rate']):>8}{_fmt(p['spike_sparsity']):>10}"
-                f"{_fmt(p['dead_neuron_frac']):>7}{_fmt(p['saturated_neuron_frac']):>7}"
-                f"{_fmt(p['membrane_mean']):>9}{_fmt(p['membrane_var']):>9}  "
-                + ("UNHEALTHY: " + ", ".join(bad) if bad else "ok"))
+            rows.append((name, str(layer["num_neurons"]),
+                         *(_fmt(p[k]) for k in _PROBES),
+                         "UNHEALTHY: " + ", ".join(bad) if bad else "ok"))
+        lines = [f"brain-ai debug-report: {d['model']['name']}, input "
+                 f"{tuple(d['input']['shape'])} ({d['input']['source']})",
+                 text_table(("layer", "neurons", "rate", "sparsity", "dead", "sat", "v_mean",
+                             "v_var", "status"), rows, right=range(1, 8))]
         for c in d["callouts"]:
             lines.append(f"  ! {c['layer']}: {c['probe']} = {_fmt(c['value'])} -> {c['hint']}")
         o = d["overhead"]
@@ -644,8 +774,15 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's error, as one line with a hint (argparse would print the whole usage)."""
+    print(f"error: {parser.prog}: {message}. Hint: see `{parser.prog} --help`", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``brain-ai debug-report``."""
+    """Arguments of ``brain-ai debug-report``; a malformed argument exits 2 with one line."""
+    parser.error = functools.partial(_usage_error, parser)  # type: ignore[method-assign]
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--example", choices=("mlp", "conv"), default="mlp",
                      help="built-in example network (default: mlp)")
@@ -653,14 +790,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="your network: FACTORY() in MODULE returns a SpikingSequential")
     parser.add_argument("--checkpoint", help="state_dict file loaded into --model")
     parser.add_argument("--input", metavar="FILE.pt",
-                        help="input batch (B, T, ...) saved with torch.save (default: synthetic)")
+                        help="input batch (B, T, ...) saved with torch.save (default: a held-out "
+                             "batch of the example task, or synthetic spikes for --model)")
     parser.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                         help="feature shape of one synthetic input step (default: from model)")
-    parser.add_argument("--batch-size", type=int, default=8, help="synthetic batch size")
+    parser.add_argument("--batch-size", type=int, default=8, help="generated batch size")
     parser.add_argument("--steps", type=int, default=SNNConfig().num_steps,
-                        help="synthetic time steps T")
+                        help="generated time steps T")
     parser.add_argument("--max-rate", type=float, default=0.5,
-                        help="synthetic input rates are drawn from U(0, max-rate)")
+                        help="generated firing rates are drawn from U(0, max-rate)")
     parser.add_argument("--seed", type=int, default=0, help="seed of inputs, example, targets")
     parser.add_argument("--eval", action="store_true", help="run the model in eval mode")
     parser.add_argument("--repeats", type=int, default=10,
@@ -670,30 +808,116 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exit with status 1 when a layer is unhealthy")
 
 
-def run(args: argparse.Namespace, print_fn: Callable[[str], None] = print) -> int:
-    """Run the subcommand; returns the exit status."""
+def _check_args(args: argparse.Namespace) -> None:
+    """The numbers of the command line, checked before anything runs."""
+    where = "brain-ai debug-report"
+    for flag, value in (("--batch-size", args.batch_size), ("--steps", args.steps),
+                        ("--repeats", args.repeats)):
+        if value <= 0:
+            raise ConfigError(where, f"{flag} must be at least 1", got=value,
+                              expected="an int > 0", hint=f"e.g. {flag} 8")
+    if not 0.0 <= args.max_rate <= 1.0:  # also refuses nan
+        raise ConfigError(where, "--max-rate is outside [0, 1]", got=args.max_rate,
+                          expected="a firing probability per step, 0 <= p <= 1",
+                          hint="e.g. --max-rate 0.5")
+    if args.checkpoint and not args.model:
+        raise ConfigError(where, "--checkpoint needs --model", got=args.checkpoint,
+                          expected="--model module:factory",
+                          hint="the built-in examples have no checkpoints")
+    if args.input and args.input_shape:
+        raise ConfigError(where, "--input and --input-shape exclude each other",
+                          got=f"--input {args.input} --input-shape {args.input_shape}",
+                          expected="one of them", hint="the file's shape is the input shape")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(where, "--out is a file, not a folder", got=str(out),
+                          expected="a folder (created if missing)",
+                          hint="pick another --out path")
+
+
+def _feature_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The model's input feature shape, or ``None`` when it cannot be read from the model."""
+    try:
+        return infer_feature_shape(model)
+    except ShapeError:
+        return None
+
+
+def _load_input(path: str, model: nn.Module) -> Tensor:
+    """``--input``: a float ``(B, T, *features)`` tensor of finite values fitting ``model``."""
+    where = "brain-ai debug-report --input"
+    x = _load_file(where, "input", path)
+    if not isinstance(x, Tensor):
+        raise ShapeError(where, "the file does not hold one tensor", got=type(x).__name__,
+                         expected="a (B, T, ...) tensor", hint="torch.save(x, path) with x a "
+                                                                  "tensor, not a dict or list")
+    want = _feature_shape(model)
+    if x.dim() < 2 or (want is not None and tuple(x.shape[2:]) != want):
+        expected = "(B, T, ...)" if want is None else str(("B", "T", *want)).replace("'", "")
+        raise ShapeError(where, "the input does not fit the model", got=tuple(x.shape),
+                         expected=expected, hint="batch first, then time: time-first data "
+                                                 "needs x.transpose(0, 1) before saving")
+    if not x.is_floating_point():
+        raise ShapeError(where, "the input is not a floating tensor", got=x.dtype,
+                         expected="float32 (spikes as 0.0 / 1.0)",
+                         hint="save x.float() instead")
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ConfigError(where, "the input holds NaN or inf", got=f"{bad} non-finite values",
+                          expected="finite values", hint="clean the data before saving it")
+    return x
+
+
+def _build(args: argparse.Namespace) -> DebugReport:
+    """The report the command line asks for (user errors raise BrainAIError)."""
+    _check_args(args)
     if args.model:
         model = load_model(args.model, args.checkpoint)
         name = args.model
     else:
-        if args.checkpoint:
-            raise ConfigError("debug-report", "--checkpoint needs --model", got=args.checkpoint,
-                              expected="--model module:factory",
-                              hint="the built-in examples have no checkpoints")
         model = example_model(args.example, args.seed)
         name = f"example:{args.example}"
     if args.eval:
         model.eval()
+    want = _feature_shape(model)
     if args.input:
-        x = torch.load(args.input, map_location="cpu", weights_only=True)
+        x = _load_input(args.input, model)
         source = f"file {args.input}"
-    else:
+    elif args.model:
         shape = args.input_shape or infer_feature_shape(model)
+        if want is not None and tuple(shape) != want:
+            raise ShapeError("brain-ai debug-report", "--input-shape does not fit the model",
+                             got=",".join(map(str, shape)), expected=",".join(map(str, want)),
+                             hint="leave --input-shape out: it is read from the model")
         x = synthetic_input(shape, args.batch_size, args.steps, max_rate=args.max_rate,
                             seed=args.seed)
         source = f"synthetic Bernoulli, rates U(0, {args.max_rate:g}), seed {args.seed}"
-    report = build_report(model, x, args.out, name=name, input_source=source,
-                          repeats=args.repeats, seed=args.seed)
+    else:
+        if args.input_shape and tuple(args.input_shape) != want:
+            raise ShapeError("brain-ai debug-report", "--input-shape does not fit the example",
+                             got=",".join(map(str, args.input_shape)),
+                             expected=",".join(map(str, want or ())),
+                             hint="the examples have fixed shapes: leave --input-shape out")
+        x, _ = example_task(args.example, args.batch_size, args.steps, max_rate=args.max_rate,
+                            seed=args.seed)
+        source = (f"example task, held-out batch: {EXAMPLE_CLASSES} classes of Bernoulli rate "
+                  f"prototypes U(0, {args.max_rate:g}), seed {args.seed}")
+    return build_report(model, x, args.out, name=name, input_source=source,
+                        repeats=args.repeats, seed=args.seed)
+
+
+def run(args: argparse.Namespace, print_fn: Callable[[str], None] = print) -> int:
+    """Run the subcommand; returns the exit status.
+
+    0: report written (and, with ``--strict``, every layer healthy); 1: ``--strict`` and a
+    layer is unhealthy; 2: a user error (missing or unreadable file, a shape or number that
+    does not fit), printed to stderr as one line ending in its hint, without a traceback.
+    """
+    try:
+        report = _build(args)
+    except BrainAIError as exc:
+        print("error: " + str(exc).replace("\n  Hint: ", " Hint: "), file=sys.stderr)
+        return 2
     print_fn(report.summary())
     return 1 if args.strict and report.unhealthy else 0
 

@@ -26,7 +26,8 @@ column         passes when
 
 It prints a pass/fail table (rows = variants, columns = checks), then the reason of each
 failure, then the codec rows of :mod:`brain_ai.apps.validate_codecs` if that module is installed,
-and returns 1 if anything failed, else 0.
+then one total over every check that ran (neuron and codec checks together), and returns 1 if
+anything failed, else 0.
 
 :data:`VARIANTS` is also the list the contract tests are parametrized over, so a new variant
 is covered by the CLI and the test suite by adding one entry.
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from brain_ai.conformance.cli import text_table
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
     AdvancedLIFNeuron,
@@ -333,33 +335,26 @@ def run_checks(seed: int = 0, only: list[str] | None = None
     return results
 
 
-def _table(results: dict[str, dict[str, str]]) -> list[str]:
-    cols = list(CHECKS)
-    first = max([len("variant"), *(len(k) for k in results)])
-    widths = {c: max(len(c), 4) for c in cols}
-    lines = ["  ".join(["variant".ljust(first), *(c.ljust(widths[c]) for c in cols)])]
-    lines.append("  ".join(["-" * first, *("-" * widths[c] for c in cols)]))
-    for name, row in results.items():
-        cells = [("ok" if not row[c] else "FAIL").ljust(widths[c]) for c in cols]
-        lines.append("  ".join([name.ljust(first), *cells]))
-    return lines
+def _table(results: dict[str, dict[str, str]]) -> str:
+    """Rows = variants, columns = checks, cells ``ok`` / ``FAIL``."""
+    return text_table(("variant", *CHECKS), [
+        (name, *("ok" if not row[c] else "FAIL" for c in CHECKS)) for name, row in results.items()])
 
 
-def _codec_section() -> tuple[list[str], bool]:
+def _codec_section() -> tuple[list[str], list[tuple[str, bool, str]] | None]:
+    """The codec table's lines and its rows (``None`` when the codec module is absent)."""
     try:
         validate_codecs = importlib.import_module("brain_ai.apps.validate_codecs")
     except ModuleNotFoundError as exc:
         if exc.name != "brain_ai.apps.validate_codecs":
             raise
-        return ["codecs: skipped (brain_ai.apps.validate_codecs is not installed)"], True
+        return ["codecs: skipped (brain_ai.apps.validate_codecs is not installed)"], None
     rows = validate_codecs.codec_checks()
     if not rows:
-        return ["codecs: no checks reported"], True
-    first = max(len("codec check"), *(len(name) for name, _, _ in rows))
-    lines = [f"{'codec check'.ljust(first)}  result  detail", f"{'-' * first}  ------  ------"]
-    for name, ok, detail in rows:
-        lines.append(f"{name.ljust(first)}  {('ok' if ok else 'FAIL').ljust(6)}  {detail}")
-    return lines, all(ok for _, ok, _ in rows)
+        return ["codecs: no checks reported"], rows
+    table = text_table(("codec check", "result", "detail"),
+                       [(name, "ok" if ok else "FAIL", detail) for name, ok, detail in rows])
+    return [table], rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -374,23 +369,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the pass/fail table; return 1 if any check failed, else 0."""
+    """Print the pass/fail tables; return 1 if any check failed, else 0.
+
+    The last line counts every check that ran, neuron and codec checks together, e.g.
+    ``PASS: 177/177 checks passed (153/153 neuron checks over 17 variants, 24/24 codec
+    checks)``.
+    """
     results = run_checks(seed=args.seed, only=args.only)
     lines = ["brain-ai validate: neuron contract checks "
-             f"(B={B}, T={T}, seed={args.seed})", "", *_table(results)]
+             f"(B={B}, T={T}, seed={args.seed})", "", _table(results)]
     failures = [(name, check, reason) for name, row in results.items()
                 for check, reason in row.items() if reason]
     if failures:
         lines += ["", "failures:"]
         lines += [f"  {name} / {check}: {reason}" for name, check, reason in failures]
-    codecs_ok = True
+    codec_rows: list[tuple[str, bool, str]] | None = None
     if not args.no_codecs:
-        codec_lines, codecs_ok = _codec_section()
+        codec_lines, codec_rows = _codec_section()
         lines += ["", *codec_lines]
-    n_checks = sum(len(row) for row in results.values())
-    ok = not failures and codecs_ok
-    lines += ["", f"{'PASS' if ok else 'FAIL'}: {n_checks - len(failures)}/{n_checks} neuron "
-                  f"checks passed over {len(results)} variants"
-              + ("" if codecs_ok else "; codec checks failed")]
+    n_neuron = sum(len(row) for row in results.values())
+    ok_neuron = n_neuron - len(failures)
+    variants = f"{len(results)} variant{'' if len(results) == 1 else 's'}"
+    parts = [f"{ok_neuron}/{n_neuron} neuron checks over {variants}"]
+    n_codec = ok_codec = 0
+    if codec_rows is None:
+        parts.append("codec checks not run" if args.no_codecs else "codec checks skipped")
+    else:
+        n_codec, ok_codec = len(codec_rows), sum(ok for _, ok, _ in codec_rows)
+        parts.append(f"{ok_codec}/{n_codec} codec checks")
+    ok = ok_neuron == n_neuron and ok_codec == n_codec
+    lines += ["", f"{'PASS' if ok else 'FAIL'}: {ok_neuron + ok_codec}/{n_neuron + n_codec} "
+                  f"checks passed ({', '.join(parts)})"]
     print("\n".join(lines))
     return 0 if ok else 1
