@@ -16,11 +16,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from brain_ai.adapters.snntorch import NEURON_RULES, to_snntorch
-from brain_ai.adapters.spikingjelly import (
-    state_from_spikingjelly,
-    state_to_spikingjelly,
-    to_spikingjelly,
-)
 from brain_ai.core.backends import check_backend, register_backend
 from brain_ai.core.neurons import SpikingNeuronBase
 from brain_ai.physics.state import SpikingState
@@ -104,11 +99,16 @@ class _SpikingJellyCell:
     """
 
     def __init__(self, neuron: SpikingNeuronBase) -> None:
+        # SpikingJelly is optional: its adapter (which needs it at import) loads on first use
+        from brain_ai.adapters.spikingjelly import to_spikingjelly
+
         self.peer = to_spikingjelly(neuron, step_mode="s")
         if isinstance(getattr(neuron, "w", None), nn.Parameter):
             self.peer._parameters["w"] = neuron.w
 
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
+        from brain_ai.adapters.spikingjelly import state_from_spikingjelly, state_to_spikingjelly
+
         state_to_spikingjelly(state, self.peer)
         try:
             s = self.peer(x)

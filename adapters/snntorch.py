@@ -17,8 +17,12 @@ RSynaptic     RecurrentLIF...  same                                 ``"delayed"`
               (``alpha=``)                                          1.0.0's ``reset_delay=False``
                                                                     branch writes a local
                                                                     variable and has no effect
-Lapicque      LIFNeuron        same                                 as Synaptic; needs
-              (``input_gain``)                                      ``R == time_step == 1``
+Lapicque      LIFNeuron        same                                 as Synaptic; any R, C,
+              (``input_gain``                                       time_step
+              or Lapicque-
+              Neuron)
+Alpha         AlphaNeuron      same (default ``"zero"``)            delayed (its own rule,
+                                                                    :mod:`brain_ai.core.alpha`)
 ============  ===============  ===================================  ==========================
 
 Every converted neuron uses comparator ``">"``, ``charge="beta"`` and ``beta_clamp=(0, 1)``
@@ -28,10 +32,16 @@ order of snnTorch (set ``neuron.kernel = None`` for the fast fused kernels: same
 bits, gradients within ~1e-6 of the largest term). The membrane a converted neuron stores
 is the one snnTorch returns (pre-reset for ``reset_delay=True``).
 
-Not representable (raise :class:`~brain_ai.errors.ConversionError` naming the feature):
-``inhibition``, ``state_quant``, ``surrogate_disable``, ``Alpha``, ``SLSTM``/``SConv2dLSTM``,
-the parallel/state-space neurons, custom surrogates, a ``reset_mechanism`` changed after
-construction (snnTorch then runs two different rules at once).
+Not representable (raise :class:`~brain_ai.errors.ConversionError` naming the feature;
+:data:`REFUSED` gives each module's one-line reason, and :func:`migrate` never lets an
+snnTorch module pass through unconverted): ``inhibition``, ``state_quant``,
+``surrogate_disable``, ``SLSTM``/``SConv2dLSTM``, the parallel/state-space neurons
+(``LeakyParallel``, ``StateLeaky``, ``LinearLeaky``, ``AssociativeLeaky``), ``DeltaLeaky``,
+custom surrogates, a
+``reset_mechanism`` changed after construction (snnTorch then runs two different rules at
+once). Surrogates: ``atan``, ``fast_sigmoid``, ``sigmoid`` (snnTorch's backward is NaN far
+below threshold, brain_ai's stays finite: ``verify_migration`` compares where snnTorch is
+finite), ``straight_through_estimator``, ``triangular``, ``spike_rate_escape``.
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_ai.adapters.hidden_state import HiddenStateModule, attach
+from brain_ai.core.alpha import AlphaNeuron, AlphaState
 from brain_ai.core.neurons import LIFNeuron, RecurrentLIFNeuron, SpikingNeuronBase
 from brain_ai.core.snn import SpikingSequential
 from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
@@ -54,6 +66,8 @@ from brain_ai.physics.state import SpikingState
 __all__ = [
     "NEURON_RULES",
     "PARAM_NAMES",
+    "REFUSED",
+    "LapicqueNeuron",
     "SnnTorchNeuron",
     "brain_ai_param_name",
     "from_snntorch",
@@ -85,8 +99,9 @@ NEURON_RULES: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "Synaptic": (("syn", "mem"), True, False),
     "RLeaky": (("spk", "mem"), False, True),
     "RSynaptic": (("spk", "syn", "mem"), True, True),
+    "Alpha": (("syn_exc", "syn_inh", "mem"), True, False),
 }
-_STATE_FIELD = {"mem": "v", "syn": "i", "spk": "prev_spk"}
+_STATE_FIELD = {"mem": "v", "syn": "i", "spk": "prev_spk", "syn_exc": "exc", "syn_inh": "inh"}
 # snnTorch parameter names that differ from brain_ai's (RLeaky/RSynaptic register the
 # one-to-one weight on the neuron itself; brain_ai keeps it in its recurrent module)
 PARAM_NAMES = {"V": "recurrent.V"}
@@ -116,6 +131,8 @@ _SURROGATE_FROM: dict[str, Callable[[dict[str, Any]], sg.Surrogate]] = {
     "sigmoid": lambda c: sg.Sigmoid(alpha=float(c["slope"])),
     "straight_through_estimator": lambda c: sg.STE(),
     "triangular": lambda c: sg.Triangular(threshold=float(c["threshold"])),
+    "spike_rate_escape": lambda c: sg.SpikeRateEscape(beta=float(c["beta"]),
+                                                      slope=float(c["slope"])),
 }
 
 
@@ -152,6 +169,8 @@ def to_snntorch_surrogate(surrogate: sg.Surrogate) -> Callable[..., Tensor]:
         return s.straight_through_estimator()
     if isinstance(surrogate, sg.Triangular):
         return s.triangular(threshold=surrogate.threshold)
+    if isinstance(surrogate, sg.SpikeRateEscape):
+        return s.spike_rate_escape(beta=surrogate.beta, slope=surrogate.slope)
     raise ConversionError("to_snntorch_surrogate", "snnTorch has no such surrogate",
                           got=repr(surrogate), expected="ATan, FastSigmoid, Sigmoid, STE, "
                           "Triangular", hint="pick one of those before converting")
@@ -166,8 +185,8 @@ def _kind(neuron: nn.Module) -> str:
     raise ConversionError(
         "from_snntorch", f"snnTorch {type(neuron).__name__} has no brain_ai equivalent",
         got=type(neuron).__name__, expected=" | ".join(NEURON_RULES),
-        hint="Alpha (dual exc/inh synapse), SLSTM/SConv2dLSTM and the parallel/state-space "
-             "neurons are not in the LIF family; keep them in snnTorch")
+        hint="SLSTM/SConv2dLSTM and the parallel/state-space neurons are not in the LIF "
+             "family; keep them in snnTorch")
 
 
 def _param(module: nn.Module, name: str) -> tuple[Tensor, bool]:
@@ -196,8 +215,11 @@ def _check_convertible(neuron: nn.Module, kind: str) -> str:
     return reset
 
 
-def from_snntorch(neuron: nn.Module) -> SpikingNeuronBase:
-    """Convert one snnTorch neuron (Leaky, Synaptic, RLeaky, RSynaptic, Lapicque).
+def from_snntorch(neuron: nn.Module) -> Any:
+    """Convert one snnTorch neuron (Leaky, Synaptic, RLeaky, RSynaptic, Lapicque, Alpha).
+
+    Returns a :class:`LIFNeuron` / :class:`RecurrentLIFNeuron` / :class:`LapicqueNeuron`, or
+    an :class:`~brain_ai.core.alpha.AlphaNeuron` for ``Alpha``.
 
     Parameters keep their values and learnability (Parameter vs buffer). The result is a
     stateless brain_ai neuron computing the same spikes and membranes bit for bit.
@@ -205,6 +227,8 @@ def from_snntorch(neuron: nn.Module) -> SpikingNeuronBase:
     kind = _kind(neuron)
     reset = _check_convertible(neuron, kind)
     where = f"from_snntorch({kind})"
+    if kind == "Alpha":
+        return _alpha(where, neuron, reset)
     _, synapse, recurrent = NEURON_RULES[kind]
     timing = reset_timing_for(kind, reset, bool(getattr(neuron, "reset_delay", True)))
     threshold, learn_thr = _param(neuron, "threshold")
@@ -222,20 +246,20 @@ def from_snntorch(neuron: nn.Module) -> SpikingNeuronBase:
 
     if kind == "Lapicque":
         r, dt, c = neuron.R, neuron.time_step, neuron.C
-        if not (bool((torch.as_tensor(r) == 1).all()) and bool((torch.as_tensor(dt) == 1).all())):
-            raise ConversionError(
-                where, "Lapicque computes x·R·(1/(R·C))·dt; only R == time_step == 1 has "
-                "the same rounding as brain_ai's input gain", got=f"R={r}, time_step={dt}",
-                expected="R=1, time_step=1 (the default when beta is given)",
-                hint="build the Lapicque from beta, or rescale R and time_step to 1")
         decay = (1 - (dt / (r * c))).detach().clone()
         if bool((decay < 0).any()) or bool((decay > 1).any()):
             raise ConversionError(where, "Lapicque's decay 1 - dt/(R·C) is outside [0, 1]",
                                   got=decay, expected="0 <= 1 - dt/(RC) <= 1",
                                   hint="snnTorch does not clamp it; brain_ai would")
-        kwargs.update(beta=decay, input_gain=(1 / (r * c)).detach().clone())
-        out: SpikingNeuronBase = LIFNeuron(**kwargs)
-        return out
+        kwargs["beta"] = decay
+        if bool((torch.as_tensor(r) == 1).all()) and bool((torch.as_tensor(dt) == 1).all()):
+            # x·1·(1/(1·C))·1 == x·(1/C) bit for bit: a plain input gain
+            kwargs["input_gain"] = (1 / (r * c)).detach().clone()
+            out: SpikingNeuronBase = LIFNeuron(**kwargs)
+            return out
+        return LapicqueNeuron(torch.as_tensor(r).detach().clone(),
+                              torch.as_tensor(c).detach().clone(),
+                              torch.as_tensor(dt).detach().clone(), **kwargs)
 
     beta, learn_beta = _param(neuron, "beta")
     if recurrent:
@@ -263,6 +287,41 @@ def from_snntorch(neuron: nn.Module) -> SpikingNeuronBase:
     if synapse:
         _copy_raw(out, "alpha", _param(neuron, "alpha")[0])
     return out
+
+
+def _alpha(where: str, neuron: nn.Module, reset: str) -> AlphaNeuron:
+    """snnTorch ``Alpha`` -> :class:`~brain_ai.core.alpha.AlphaNeuron` (same parameters)."""
+    if not bool((neuron.graded_spikes_factor == 1).all()):
+        raise ConversionError(where, "graded spikes are not supported on Alpha",
+                              got=neuron.graded_spikes_factor, expected="1.0",
+                              hint="train without graded_spikes_factor")
+    beta, learn_beta = _param(neuron, "beta")
+    threshold, learn_thr = _param(neuron, "threshold")
+    out = AlphaNeuron(neuron.alpha.detach().clone(), beta.clamp(0, 1), threshold,
+                      reset=reset, surrogate=from_snntorch_surrogate(neuron.spike_grad),
+                      learn_beta=learn_beta, learn_threshold=learn_thr)
+    _copy_raw(out, "beta", beta)
+    return out
+
+
+class LapicqueNeuron(LIFNeuron):
+    """snnTorch ``Lapicque`` with any ``R``, ``C``, ``time_step``: a :class:`LIFNeuron`
+    (``β = 1 - dt/(R·C)``) whose input term is ``x·R·(1/(R·C))·dt``, multiplied in
+    snnTorch's order (one gain ``dt/C`` would round differently).
+
+    Args:
+        R, C, time_step: snnTorch's buffers (kept as buffers here).
+        **kwargs: the :class:`LIFNeuron` options (``beta`` = the decay).
+    """
+
+    def __init__(self, R: Tensor, C: Tensor, time_step: Tensor, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("R", R)
+        self.register_buffer("C", C)
+        self.register_buffer("time_step", time_step)
+
+    def prepare_input(self, x: Tensor) -> Tensor:
+        return x * self.R * (1 / (self.R * self.C)) * self.time_step
 
 
 def _copy_raw(neuron: nn.Module, name: str, raw: Tensor) -> None:
@@ -370,48 +429,97 @@ def _reset_delay_for(kind: str, reset: str, timing: str, where: str,
 
 
 # --------------------------------------------------------------------------- drop-in module
-class SnnTorchNeuron(nn.Module):
-    """A stateless drop-in with snnTorch's call convention, computing with a brain_ai neuron.
+class SnnTorchNeuron(HiddenStateModule):
+    """A drop-in with snnTorch's call convention, computing with a brain_ai neuron.
 
     ``forward(input_, *states) -> (spk, *states)`` with the state order of the snnTorch class
     (Leaky ``(mem)``, Synaptic ``(syn, mem)``, RLeaky ``(spk, mem)``, RSynaptic
-    ``(spk, syn, mem)``). Nothing is kept between calls: pass the states back in, as a
-    hand-written snnTorch time loop does. ``init_leaky()`` / ``reset_mem()`` & co. return
-    empty tensors that mean "fresh state"; any other mis-shaped state raises (snnTorch would
-    silently replace it with zeros).
+    ``(spk, syn, mem)``), for a hand-written snnTorch time loop: pass the states back in.
+    ``init_leaky()`` / ``reset_mem()`` & co. return empty tensors meaning "fresh state"; an
+    all-zero state of another shape (the tutorials' ``mem = torch.zeros(1)``) is fresh too,
+    exactly as snnTorch treats it; any other mis-shaped state raises (snnTorch would silently
+    replace it with zeros). Inputs of any shape work, 0-d included (one neuron).
+
+    ``init_hidden=True`` (the convention of ``spk = lif(x)``): the state is kept between calls
+    in the model's :class:`~brain_ai.adapters.hidden_state.HiddenState`, never on this module;
+    ``reset_mem()`` / ``init_leaky()`` / :func:`~brain_ai.adapters.hidden_state.reset_hidden`
+    (where snnTorch code calls ``utils.reset(net)``) start it fresh. ``output=True`` returns
+    ``(spk, *states)`` as snnTorch does.
     """
 
-    def __init__(self, neuron: SpikingNeuronBase, kind: str) -> None:
+    def __init__(self, neuron: SpikingNeuronBase, kind: str, *, init_hidden: bool = False,
+                 output: bool = False) -> None:
         super().__init__()
         self.neuron = neuron
         self.kind = kind
         self.state_names = NEURON_RULES[kind][0]
+        self.init_hidden = init_hidden
+        self.output = output
 
     def _fresh(self) -> tuple[Tensor, ...]:
         return tuple(torch.zeros(0) for _ in self.state_names)
 
     def reset_mem(self) -> Tensor | tuple[Tensor, ...]:
+        if self.init_hidden:
+            self.reset()
         fresh = self._fresh()
         return fresh[0] if len(fresh) == 1 else fresh
 
     init_leaky = init_synaptic = init_rleaky = init_rsynaptic = init_lapicque = reset_mem
+    init_alpha = reset_mem
 
-    def forward(self, input_: Tensor, *states: Tensor | None) -> tuple[Tensor, ...]:
+    def reset_hidden(self) -> None:
+        """snnTorch's ``reset_hidden`` for this neuron only (never every live instance)."""
+        self.reset()
+
+    def detach_hidden(self) -> None:
+        """snnTorch's ``detach_hidden`` for this neuron only."""
+        self.detach()
+
+    def _state(self, where: str, x: Tensor, states: tuple[Tensor, ...]) -> SpikingState | None:
+        shaped = [s.shape == x.shape for s in states]
+        if not any(shaped) and all(not bool(s.any()) for s in states):
+            return None  # empty (reset_mem) or all-zero of another shape: fresh, as snnTorch
+        if not all(shaped):
+            bad = next(s for s in states if s.shape != x.shape)
+            raise ShapeError(where, "a state does not have the input's shape (state is never "
+                             "broadcast)", got=tuple(bad.shape), expected=tuple(x.shape),
+                             hint="pass the states this neuron returned, or neuron.reset_mem()")
+        fields = {_STATE_FIELD[n]: s for n, s in zip(self.state_names, states, strict=True)}
+        return AlphaState(**fields) if self.kind == "Alpha" else SpikingState(**fields)
+
+    def forward(self, input_: Tensor, *states: Tensor | None) -> Tensor | tuple[Tensor, ...]:
         where = f"SnnTorchNeuron({self.kind}).forward"
-        if len(states) != len(self.state_names) or any(s is None for s in states):
-            raise ShapeError(
-                where, "pass every state explicitly (this module keeps none)",
-                got=f"{len(states)} state(s)", expected=f"{self.state_names}",
-                hint="before the loop: states = neuron.reset_mem(); then "
-                     "spk, *states = neuron(x, *states)")
-        if all(s.numel() == 0 for s in states):  # type: ignore[union-attr]
-            state = None
+        scalar = input_.dim() == 0
+        x = input_.reshape(1) if scalar else input_
+        if self.init_hidden:
+            if states:
+                raise TypeError(f"{where}: init_hidden=True keeps the state; pass only the "
+                                "input (as in snnTorch)")
+            store = self._store()
+            try:
+                spk, new = self.neuron.step(x, store.get(self.slot))
+            except ShapeError as exc:
+                raise self._shape_error(where, exc) from exc
+            store.set(self.slot, new)
         else:
-            fields = {_STATE_FIELD[n]: s for n, s in zip(self.state_names, states, strict=True)}
-            state = SpikingState(**fields)
-        spk, new = self.neuron.step(input_, state)
-        values = {"mem": new.v, "syn": new.i, "spk": spk}
+            if len(states) != len(self.state_names) or any(s is None for s in states):
+                raise ShapeError(
+                    where, "pass every state explicitly (this module keeps none)",
+                    got=f"{len(states)} state(s)", expected=f"{self.state_names}",
+                    hint="before the loop: states = neuron.reset_mem(); then "
+                         "spk, *states = neuron(x, *states)")
+            one = tuple(s.reshape(1) if scalar and s.dim() == 0 else s
+                        for s in states)  # type: ignore[union-attr]
+            spk, new = self.neuron.step(x, self._state(where, x, one))
+        values = ({"syn_exc": new.exc, "syn_inh": new.inh, "mem": new.v}
+                  if isinstance(new, AlphaState) else {"mem": new.v, "syn": new.i, "spk": spk})
         out = [spk] + [values[n] for n in self.state_names if n != "spk"]
+        if scalar:
+            out = [t.reshape(()) for t in out]
+        self._report(out[0], out[-1])
+        if self.init_hidden and not self.output:
+            return out[0]
         return tuple(out)
 
 
@@ -420,19 +528,48 @@ def _is_snn_neuron(m: nn.Module) -> bool:
     return isinstance(m, _snn().SpikingNeuron)
 
 
+#: snnTorch modules brain_ai does not reproduce, with the one-line reason (they are refused,
+#: never passed through).
+REFUSED: dict[str, str] = {
+    "LeakyParallel": "an nn.RNN over the whole sequence (relu, no reset, time-first); not a "
+                     "stepped LIF neuron",
+    "StateLeaky": "a whole-sequence convolution kernel exp(-k/tau), no reset",
+    "LinearLeaky": "a whole-sequence convolution kernel exp(-k/tau), no reset",
+    "AssociativeLeaky": "a linear-attention matrix state, not a LIF neuron",
+    "SLSTM": "an LSTM cell, not a LIF neuron",
+    "SConv2dLSTM": "a convolutional LSTM cell, not a LIF neuron",
+    "DeltaLeaky": "fires on membrane changes (no threshold/reset rule brain_ai has)",
+}
+
+
+def _check_peer_module(path: str, m: nn.Module) -> None:
+    """Raise for an snnTorch module that would otherwise pass through unconverted."""
+    mod = type(m).__module__
+    if not mod.startswith("snntorch"):
+        return
+    name = type(m).__name__
+    reason = REFUSED.get(name, "no brain_ai counterpart")
+    raise ConversionError("migrate", f"{path or '<model>'}: snnTorch {name} is not "
+                          f"supported: {reason}", got=name, expected=" | ".join(NEURON_RULES),
+                          hint="keep this part in snnTorch, or replace it before migrating")
+
+
 def migrate(model: nn.Module) -> nn.Module:
     """Convert every snnTorch neuron in ``model``; other layers keep their weights.
 
     * An ``nn.Sequential`` whose neurons use ``init_hidden=True`` (the tutorial style, called
       once per time step) becomes a :class:`SpikingSequential`, run batch-first over
       ``(B, T, ...)``: ``spikes, state = migrated(x)``.
-    * Any other model keeps its own ``forward`` (e.g. a hand-written time loop): each neuron
-      is replaced in place by a stateless :class:`SnnTorchNeuron` with the same call
-      convention.
+    * Any other model keeps its own ``forward`` (hand-written time loops, custom modules):
+      each neuron is replaced in place by a :class:`SnnTorchNeuron` with the same call
+      convention. ``init_hidden=True`` neurons keep their state in the model's one
+      :class:`~brain_ai.adapters.hidden_state.HiddenState`: where the snnTorch code calls
+      ``utils.reset(net)``, call ``brain_ai.adapters.hidden_state.reset_hidden(net)``.
 
-    ``init_hidden=True`` neurons outside a top-level ``nn.Sequential`` raise
-    :class:`ConversionError` (their hidden state cannot be made explicit without changing
-    the model's ``forward``). The input model is not modified.
+    Raises:
+        ConversionError: ``"<path>: <reason>"`` for a neuron or option brain_ai does not
+            reproduce (Alpha, LeakyParallel, inhibition, ...); nothing passes through.
+    The input model is not modified.
     """
     model = _copy_without_peer_state(model)
     if isinstance(model, nn.Sequential) and any(
@@ -440,30 +577,43 @@ def migrate(model: nn.Module) -> nn.Module:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for name, m in model.named_children():
             if _is_snn_neuron(m):
+                if type(m).__name__ not in NEURON_RULES:
+                    _check_peer_module(name, m)
                 if not m.init_hidden:
                     raise ConversionError("migrate", f"layer {name} mixes init_hidden=False "
                                           "into an init_hidden Sequential", got=name,
                                           expected="init_hidden=True for every neuron",
                                           hint="snnTorch itself cannot run this model")
-                layers[name] = from_snntorch(m)
+                layers[name] = _convert_neuron(name, m)
             else:
                 _reject_nested(m, name)
                 layers[name] = m
         return SpikingSequential(layers).train(model.training)
-    for path, m in list(model.named_modules()):
-        if path and _is_snn_neuron(m):
-            if m.init_hidden:
-                raise ConversionError(
-                    "migrate", f"{path} keeps hidden state (init_hidden=True) inside a "
-                    "custom module", got=path, expected="init_hidden=False with explicit "
-                    "states, or a top-level nn.Sequential", hint="pass mem explicitly in "
-                    "your forward, or build the model as nn.Sequential")
-            parent, _, leaf = path.rpartition(".")
-            owner = model.get_submodule(parent) if parent else model
-            setattr(owner, leaf, SnnTorchNeuron(from_snntorch(m), _kind(m)))
-    if _is_snn_neuron(model):
-        return SnnTorchNeuron(from_snntorch(model), _kind(model))
-    return model
+    root = _replace(model, "")
+    attach(root)
+    return root
+
+
+def _convert_neuron(path: str, m: nn.Module) -> SpikingNeuronBase:
+    if type(m).__name__ not in NEURON_RULES:
+        _check_peer_module(path, m)
+    try:
+        return from_snntorch(m)
+    except ConversionError as exc:
+        raise ConversionError("migrate", f"{path or '<model>'}: "
+                              f"{str(exc).split(' (got ')[0]}", got=exc.got,
+                              expected=exc.expected, hint=exc.hint) from exc
+
+
+def _replace(m: nn.Module, path: str) -> nn.Module:
+    if _is_snn_neuron(m) or type(m).__module__.startswith("snntorch"):
+        neuron = _convert_neuron(path, m)
+        return SnnTorchNeuron(neuron, _kind(m), init_hidden=bool(m.init_hidden),
+                              output=bool(getattr(m, "output", False))).train(m.training)
+    for name, child in list(m._modules.items()):
+        if child is not None:
+            m._modules[name] = _replace(child, f"{path}.{name}" if path else name)
+    return m
 
 
 def _copy_without_peer_state(model: nn.Module) -> nn.Module:
@@ -480,9 +630,10 @@ def _copy_without_peer_state(model: nn.Module) -> nn.Module:
 
 def _reject_nested(module: nn.Module, name: str) -> None:
     for path, m in module.named_modules():
+        full = f"{name}.{path}" if path else name
         if _is_snn_neuron(m):
             raise ConversionError("migrate", f"snnTorch neuron nested in layer {name} "
-                                  f"({path})", got=type(m).__name__,
+                                  f"({full})", got=type(m).__name__,
                                   expected="neurons as direct children of the Sequential",
                                   hint="flatten the Sequential")
-
+        _check_peer_module(full, m)

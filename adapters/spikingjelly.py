@@ -15,8 +15,10 @@ Public API: :func:`from_spikingjelly` / :func:`to_spikingjelly` (neurons),
 :func:`surrogate_from_spikingjelly` / :func:`surrogate_to_spikingjelly`,
 :func:`state_from_spikingjelly` / :func:`state_to_spikingjelly` (explicit state, nothing left
 on the module), :func:`run_spikingjelly` (an SJ node driven batch-first, like a brain_ai
-neuron), :func:`migrate` (whole ``nn.Sequential`` models -> :class:`SpikingSequential`) and
-:func:`verify_spikingjelly_migration` (the migration report).
+neuron), :func:`migrate` (any model, converted in place with its own ``forward`` — the zoo's
+ResNets, VGGs, PLIF nets, MS-ResNets, Spikformer, SDT, QKFormer, MA-SNN — or an
+``nn.Sequential`` -> :class:`SpikingSequential`) and :func:`verify_spikingjelly_migration`
+(the migration report, per neuron for any topology).
 
 The mapping table (the only place peer parameters are mapped; both directions read it):
 
@@ -47,8 +49,10 @@ brain_ai is batch-first ``(B, T, ...)``, converted only through
 :func:`~brain_ai.physics.axes.time_to_batch_first` /
 :func:`~brain_ai.physics.axes.batch_to_time_first`.
 
-Not supported (``ConversionError`` names them): every other SJ neuron (QIF, EIF, Izhikevich,
-KLIF, LIAF, CLIF, RAF, ILIF, PSN, ``Simple*``, ...), surrogates other than the seven above,
+Not supported (``ConversionError`` names them, with the path in a model): every other SJ
+neuron (QIF, EIF, Izhikevich, KLIF, LIAF, CLIF, RAF, ILIF, PSN, ``Simple*``, ...), the
+online-learning ``OTTTLIFNode``/``SLTTLIFNode`` (trace-based gradients, not BPTT),
+surrogates other than the eight of :data:`SURROGATE_TABLE`,
 ``spiking=False`` surrogates, subclasses of SJ surrogates, tensor ``alpha``, SJ mixed-precision
 neurons, and on the way back any brain_ai feature SJ lacks (comparator ``">"``, other reset
 timings, ``reset="none"``, learnable or per-neuron τ/β/θ except PLIF's scalar ``w``,
@@ -57,6 +61,7 @@ adaptation, recurrence, delays, refractory periods, graded spikes).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -66,8 +71,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from brain_ai.adapters import spikingjelly_layers as sjl
+from brain_ai.adapters.hidden_state import attach, stores
 from brain_ai.adapters.metrics import max_abs_diff
-from brain_ai.adapters.verify import MigrationReport, compare_runs, isolated, seeded
+from brain_ai.adapters.verify import (
+    MigrationReport,
+    Recorder,
+    compare_runs,
+    flat_output,
+    isolated,
+    seeded,
+)
 from brain_ai.core.neurons import LIFNeuron
 from brain_ai.core.snn import SpikingSequential
 from brain_ai.errors import ConversionError, PeerMissingError, ShapeError
@@ -78,6 +92,7 @@ from brain_ai.physics.surrogates import (
     Erf,
     PiecewiseExp,
     PiecewiseQuadratic,
+    Rect,
     Sigmoid,
     SoftSign,
     SuperSpike,
@@ -89,6 +104,7 @@ try:
     from spikingjelly.activation_based import layer as sj_layer
     from spikingjelly.activation_based import neuron as sj_neuron
     from spikingjelly.activation_based import surrogate as sj_surrogate
+    from spikingjelly.activation_based.layer import attention as sj_attention
 except ImportError as exc:  # pragma: no cover - SpikingJelly is installed in CI
     raise PeerMissingError(
         "brain_ai.adapters.spikingjelly", "SpikingJelly is not installed",
@@ -102,6 +118,7 @@ __all__ = [
     "NodeRule",
     "from_spikingjelly",
     "migrate",
+    "migrate_module",
     "run_spikingjelly",
     "state_from_spikingjelly",
     "state_to_spikingjelly",
@@ -157,8 +174,11 @@ SURROGATE_TABLE: tuple[tuple[type, type[Surrogate]], ...] = (
     (sj_surrogate.SoftSign, SoftSign),
     (sj_surrogate.SuperSpike, SuperSpike),
     (sj_surrogate.Erf, Erf),
+    (sj_surrogate.Rect, Rect),
 )
-"""SJ surrogate class <-> brain_ai surrogate class; both carry ``alpha`` (same meaning)."""
+"""SJ surrogate class <-> brain_ai surrogate class; both carry ``alpha`` (same meaning).
+The first seven are SJ's registered ``_ops`` formulas; ``Rect`` is not registered, so SJ
+neurons call its class backward, which brain_ai's ``Rect`` writes in the same order."""
 
 FIXED_RULES: Mapping[str, str] = {"comparator": ">=", "reset_timing": "immediate",
                                   "dtype_policy": "input"}
@@ -681,18 +701,28 @@ def _walk(where: str, seq: nn.Module, prefix: str, context: str | None
                                   expected=f"nn.Sequential of SJ layer.* wrappers, "
                                            f"SeqToANNContainer/MultiStepContainer and "
                                            f"{_SUPPORTED_NODES}",
-                                  hint="migrate the nn.Sequential part of a custom model "
-                                       "(e.g. model.conv_fc) and keep its forward() around it")
+                                  hint="migrate(model, form='module') converts any module in "
+                                       "place and keeps the model's own forward()")
 
 
 def _brain_ai_key(path: str) -> str:
     return path.replace(".", "_")
 
 
-def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
-    """A brain_ai :class:`SpikingSequential` (batch-first) computing what ``model`` computes.
+def migrate(model: nn.Module, *, dropout: str = "raise", form: str | None = None
+            ) -> nn.Module:
+    """A brain_ai model computing what the SpikingJelly ``model`` computes.
 
-    Args:
+    Two forms (``form=None`` picks ``"sequential"`` for an exact ``nn.Sequential``, else
+    ``"module"``):
+
+    * ``"module"``: any ``nn.Module`` (the zoo's ResNets, VGGs, Spikformer, ...). A copy of the
+      model in which every SJ module is replaced in place (see :func:`migrate_module`): the
+      user's own ``forward`` and topology, SJ's calling convention, no SJ module left.
+    * ``"sequential"``: an ``nn.Sequential`` becomes a :class:`SpikingSequential`
+      (batch-first ``(B, T, ...)``, explicit state ``out, state = net(x)``), described below.
+
+    Args (``"sequential"``):
         model: an ``nn.Sequential`` of SJ ``layer.*`` stateless wrappers (Linear, Conv,
             BatchNorm, pools, Flatten, Dropout), ``SeqToANNContainer`` /
             ``MultiStepContainer`` / ``StepModeContainer``, plain torch layers where they see
@@ -701,7 +731,7 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
             ``fold_time=True``; ``"s"`` (one ``(B, ...)`` step per call) ``fold_time=False``.
         dropout: SJ ``layer.Dropout(p > 0)`` keeps one mask for the whole sequence, which a
             stateless brain_ai layer cannot: ``"raise"`` (default) or ``"identity"`` (exact in
-            eval mode, no dropout in training).
+            eval mode, no dropout in training). ``form="module"`` reproduces it exactly.
     Returns:
         ``SpikingSequential`` taking ``(B, T, ...)``; layer names are SJ paths with ``.``
         replaced by ``_`` (``"1.0"`` -> ``"1_0"``), parameters and buffers copied, training
@@ -711,14 +741,20 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
             step modes.
     """
     where = "migrate"
+    if form is None:
+        form = "sequential" if type(model) is nn.Sequential else "module"
+    if form not in ("sequential", "module"):
+        raise ConversionError(where, "unknown form", got=repr(form),
+                              expected="'sequential' | 'module' | None", hint="see the docstring")
+    if form == "module":
+        return migrate_module(model)
     if dropout not in ("raise", "identity"):
         raise ConversionError(where, "unknown dropout option", got=repr(dropout),
                               expected="'raise' | 'identity'", hint="see the docstring")
     if not isinstance(model, nn.Sequential):
         raise ConversionError(where, f"{type(model).__name__} is not an nn.Sequential",
                               got=type(model).__name__, expected="nn.Sequential",
-                              hint="migrate the nn.Sequential inside a custom model (e.g. "
-                                   "CSNN.conv_fc) and keep its forward() around it")
+                              hint="use form='module' (in-place migration, any nn.Module)")
     wrapper = type(model) is not nn.Sequential
     entries = list(_walk(where, nn.Sequential(OrderedDict([("_", model)])) if wrapper
                          else model, "", None))
@@ -764,6 +800,162 @@ def migrate(model: nn.Module, *, dropout: str = "raise") -> SpikingSequential:
     for e, new in zip(entries, layers.values(), strict=True):
         _copy_training(e.module, new)
     return migrated
+
+
+# ============================================================================ in place
+
+
+_ADOPTED: dict[type, type[nn.Module]] = {
+    **{getattr(sj_layer, name): cls for name, cls in sjl.STEP_LAYERS.items()
+       if isinstance(getattr(sj_layer, name, None), type)},
+    sj_layer.WSConv2d: sjl.WSConv2d,
+    sj_layer.SeqToANNContainer: sjl.SeqToANN,
+    sj_layer.MultiStepContainer: sjl.StepLoop,
+    sj_layer.StepModeContainer: sjl.StepModeSequential,
+    sj_layer.VotingLayer: sjl.VotingLayer,
+    sj_attention._AxisAttention: sjl._AxisAttention,
+    sj_attention._SpatialAttention: sjl._SpatialAttention,
+    sj_layer.TemporalWiseAttention: sjl.TemporalWiseAttention,
+    sj_layer.MultiDimensionalAttention: sjl.MultiDimensionalAttention,
+    sj_layer.SpikingSelfAttention: sjl.SpikingSelfAttention,
+    sj_layer.QKAttention: sjl.QKAttention,
+    sj_layer.TokenQKAttention: sjl.QKAttention,
+    sj_layer.ChannelQKAttention: sjl.QKAttention,
+    sj_layer.SpikeDrivenSelfAttention: sjl.SpikeDrivenSelfAttention,
+}
+"""Stateless SJ layers and containers -> the brain_ai class that takes over the same object
+(same attributes, parameters and children; see :func:`spikingjelly_layers.adopt`)."""
+
+_REFUSED: dict[str, str] = {
+    "OTTTLIFNode": "trains online through spike traces (OTTT), not BPTT; brain_ai neurons "
+                   "compute BPTT gradients",
+    "OTTTSequential": "routes OTTT's (spike, trace) pairs; brain_ai neurons compute BPTT",
+    "SLTTLIFNode": "trains online (SLTT, state detached every step), not BPTT",
+    "TLastMultiStepContainer": "time on the last axis is not supported",
+    "TLastSeqToANNContainer": "time on the last axis is not supported",
+    "DropConnectLinear": "samples a new weight mask per call (not representable)",
+}
+"""SJ modules outside what brain_ai computes, with the one-line reason."""
+
+
+def _is_peer_module(m: nn.Module) -> bool:
+    """An SJ class that is not user-level model code (the zoo's blocks are kept)."""
+    mod = type(m).__module__
+    return mod.startswith("spikingjelly.") and not mod.startswith(
+        "spikingjelly.activation_based.model.")
+
+
+def _refuse(path: str, what: str, got: str, hint: str) -> ConversionError:
+    return ConversionError("migrate", f"{path or '<model>'}: {what}", got=got,
+                           expected=f"{_SUPPORTED_NODES}, layer.* and containers",
+                           hint=hint)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _convert_children(path: str, m: nn.Module) -> None:
+    for name, child in list(m._modules.items()):
+        if child is not None:
+            m._modules[name] = _convert(_join(path, name), child)
+
+
+def _node(path: str, m: nn.Module) -> nn.Module:
+    try:
+        neuron = from_spikingjelly(m)
+    except ConversionError as exc:
+        raise _refuse(path, str(exc).split(" (got ")[0].removeprefix("from_spikingjelly: "),
+                      type(m).__name__, exc.hint) from exc
+    node = sjl.SpikingJellyNode(neuron, m.step_mode)
+    return node.train(m.training)
+
+
+def _rebuild(path: str, m: nn.Module) -> nn.Module | None:
+    """The brain_ai module for a stateful SJ layer (``None``: not one of them)."""
+    t = type(m)
+    new: nn.Module
+    if t in (sj_layer.Dropout, sj_layer.Dropout2d):
+        new = sjl.Dropout(m.p, m.step_mode, channelwise=t is sj_layer.Dropout2d)
+    elif t is sj_layer.SynapseFilter:
+        new = (sjl.SynapseFilter(m.step_mode, w=m.w) if m.learnable
+               else sjl.SynapseFilter(m.step_mode, tau=float(m.tau)))
+    elif t is sj_layer.LinearRecurrentContainer:
+        new = sjl.LinearRecurrent(_convert(_join(path, "sub_module"), m.sub_module), m.rc,
+                                  m.sub_module_out_features, m.step_mode)
+    elif t is sj_layer.ElementWiseRecurrentContainer:
+        new = sjl.ElementWiseRecurrent(_convert(_join(path, "sub_module"), m.sub_module),
+                                       m.element_wise_function, m.step_mode)
+    else:
+        return None
+    return new.train(m.training)
+
+
+def _convert(path: str, m: nn.Module) -> nn.Module:
+    """The replacement of ``m`` (a copy the caller owns), converting below it."""
+    t = type(m)
+    if any(t is r.sj_class for r in NODE_TABLE):
+        return _node(path, m)
+    new = _rebuild(path, m)
+    if new is not None:
+        return new
+    if t in _ADOPTED:
+        if getattr(m, "return_indices", False):
+            raise _refuse(path, "MaxPool with return_indices=True returns a tuple",
+                          "return_indices=True", "use return_indices=False")
+        new = sjl.adopt(m, _ADOPTED[t])
+        _convert_children(path, new)
+        return new
+    if _is_peer_module(m):
+        reason = _REFUSED.get(t.__name__)
+        if reason is None and isinstance(m, sj_neuron.BaseNode):
+            reason = "its dynamics are not a LIF-family rule brain_ai computes exactly"
+        raise _refuse(path, f"SpikingJelly {t.__name__} is not supported: "
+                      f"{reason or 'no brain_ai counterpart'}", t.__name__,
+                      "keep this part in SpikingJelly, or replace it before migrating")
+    _convert_children(path, m)
+    return m
+
+
+def _copy_without_state(model: nn.Module) -> nn.Module:
+    """``deepcopy`` that leaves SJ memories (which may carry an autograd graph) behind."""
+    memo: dict[int, Any] = {}
+    for m in model.modules():
+        if isinstance(m, sj_base.MemoryModule):
+            for value in (*m._memories.values(), getattr(m, "v_seq", None)):
+                if isinstance(value, Tensor) and value.grad_fn is not None:
+                    memo[id(value)] = None
+    return copy.deepcopy(model, memo)
+
+
+def migrate_module(model: nn.Module) -> nn.Module:
+    """Any SJ model, converted in place: the user's own ``forward`` over brain_ai modules.
+
+    Every SJ module of a copy of ``model`` is replaced where it sits (the same attribute,
+    the same path): neurons by :class:`~.spikingjelly_layers.SpikingJellyNode` (a brain_ai
+    :class:`LIFNeuron` inside, ``kernel="reference"``), ``layer.*`` wrappers, containers,
+    ``VotingLayer``, ``Dropout`` (one mask per sequence), ``SynapseFilter``, the recurrent
+    containers and the attention blocks by their twins in :mod:`.spikingjelly_layers`.
+    Everything else (the user's blocks, torch layers) is kept and searched.
+
+    Multi-step (``"m"``) parts take ``(T, B, ...)`` and keep no state between calls.
+    Single-step (``"s"``) parts keep SJ's convention (one call per step); their state lives
+    in the model's one :class:`~.hidden_state.HiddenState`: call
+    ``hidden_state.reset_hidden(model)`` between sequences where SJ calls
+    ``functional.reset_net(model)`` (which also works while SJ is installed), or use
+    ``hidden_state.call_with_state(model, x_t, state=...)`` for explicit state.
+
+    Returns:
+        The converted copy (its class is the model's own; parameter and buffer values, names
+        and training flags as in ``model``, except a neuron's parameters, which sit one level
+        down: ``sn1.w`` -> ``sn1.neuron.w``). ``model`` is not modified.
+    Raises:
+        ConversionError: ``"<path>: <reason>"`` for the first SJ module brain_ai cannot
+            reproduce exactly (an unsupported neuron or surrogate, online learning, ...).
+    """
+    converted = _convert("", _copy_without_state(model))
+    attach(converted)
+    return converted
 
 
 # ============================================================================ verification
@@ -828,16 +1020,22 @@ def _run_sj_model(model: nn.Module, x_tf: Tensor, multi_step: bool
 
 
 def verify_spikingjelly_migration(
-    original: nn.Module, migrated: SpikingSequential, x_time_first: Tensor, *,
-    grads: bool = True, seed: int = 0,
+    original: nn.Module, migrated: nn.Module, x_time_first: Tensor, *,
+    grads: bool = True, seed: int = 0, step_mode: str | None = None,
 ) -> MigrationReport:
     """Run both models on the same input and compare spikes, membranes and gradients.
 
     Args:
-        original: the SJ ``nn.Sequential`` (multi-step models take ``x`` at once; single-step
-            models are called once per step).
-        migrated: what :func:`migrate` returned for it.
-        x_time_first: input ``(T, B, ...)`` (SJ's layout).
+        original: the SJ model (multi-step models take ``x`` at once; single-step models are
+            called once per step ``x[t]``, then reset).
+        migrated: what :func:`migrate` returned for it: a :class:`SpikingSequential`, or a
+            model converted in place (then every converted neuron is probed, whatever the
+            topology, and paired with the SJ node at the same path; a neuron called several
+            times per forward is compared over all its calls).
+        x_time_first: input ``(T, B, ...)`` (SJ's layout), or whatever a multi-step model's
+            ``forward`` takes (e.g. a ``(B, C, H, W)`` image the model repeats ``T`` times).
+        step_mode: how to drive an in-place model: ``"m"`` (one call) or ``"s"`` (one call per
+            step); ``None``: ``"m"`` if any SJ module of ``original`` is multi-step.
         grads: also compare gradients of ``Σ G·output + Σ_layers (Gs·spikes + Gv·v)`` (random
             ``G`` from ``seed``) w.r.t. the input and every parameter, paired by name.
         seed: seed of the random loss weights.
@@ -850,6 +1048,9 @@ def verify_spikingjelly_migration(
         ConversionError: the neuron layers or parameters of the two models do not pair up.
     """
     where = "verify_spikingjelly_migration"
+    if not isinstance(migrated, SpikingSequential):
+        return _verify_in_place(original, migrated, x_time_first, grads=grads, seed=seed,
+                                step_mode=step_mode)
     multi_step = bool(migrated.fold_time)
     x_sj = x_time_first.detach().clone().requires_grad_(grads)
     x_ba = x_time_first.detach().clone().requires_grad_(grads)
@@ -876,3 +1077,74 @@ def verify_spikingjelly_migration(
         return compare_runs(names, rec_sj, rec_ba, out_sj, out_ba, pairs, seed=seed,
                             notes=[f"{len(names)} neuron layers; output max |Δ| = "
                                    f"{max_abs_diff(out_ba, out_sj):.3g}"])
+
+
+def _model_step_mode(model: nn.Module) -> str:
+    modes = {getattr(m, "step_mode", None) for m in model.modules() if _is_peer_module(m)}
+    return "m" if "m" in modes else "s"
+
+
+def _peer_param_name(migrated: nn.Module, name: str) -> str:
+    """The migrated model's name for the SJ parameter ``name`` (neurons hold theirs in
+    ``.neuron``)."""
+    owner, _, leaf = name.rpartition(".")
+    try:
+        module = migrated.get_submodule(owner)
+    except AttributeError:
+        return name
+    return _join(owner, f"neuron.{leaf}") if isinstance(module, sjl.SpikingJellyNode) else name
+
+
+def _verify_in_place(original: nn.Module, migrated: nn.Module, x: Tensor, *, grads: bool,
+                     seed: int, step_mode: str | None) -> MigrationReport:
+    where = "verify_spikingjelly_migration"
+    mode = step_mode or _model_step_mode(original)
+    names = [n for n, _ in _neuron_nodes(original)]
+    hidden = stores(migrated)
+    x_o = x.detach().clone().requires_grad_(grads and x.is_floating_point())
+    x_m = x.detach().clone().requires_grad_(grads and x.is_floating_point())
+
+    def read(m: nn.Module, out: Tensor) -> tuple[Tensor, Tensor]:
+        return out, (m.v if m.step_mode == "s" else m.v_seq)
+
+    def run(model: nn.Module, xin: Tensor) -> Tensor:
+        if mode == "m":
+            return flat_output(model(xin))
+        return torch.cat([flat_output(model(x_t)) for x_t in xin.unbind(0)])
+
+    rec_o, rec_m = Recorder(names), Recorder(names)
+    nodes = dict(_neuron_nodes(original))
+    keep_v_seq = {n: m.store_v_seq for n, m in nodes.items()}
+    handles = rec_o.hook(original, names, read) + rec_m.probe(migrated, names)
+    with isolated(original, migrated, cleanup=lambda: _reset_all(original)), \
+            contextlib.ExitStack() as stack:
+        for h_store in hidden:
+            stack.enter_context(h_store.using({}))
+        try:
+            for m in nodes.values():
+                m.store_v_seq = m.step_mode == "m"
+            _reset_all(original)
+            out_o = seeded(lambda: run(original, x_o), seed)
+            out_m = seeded(lambda: run(migrated, x_m), seed)
+        finally:
+            for h in handles:
+                h.remove()
+            for n, m in nodes.items():
+                m.store_v_seq = keep_v_seq[n]
+        pairs: list[tuple[str, Tensor, Tensor]] = [("input", x_o, x_m)] if x_o.requires_grad \
+            else []
+        for pname, p in original.named_parameters() if grads else ():
+            if not p.requires_grad:
+                continue
+            key = _peer_param_name(migrated, pname)
+            try:
+                q = migrated.get_parameter(key)
+            except AttributeError as exc:
+                raise ConversionError(where, f"parameter {pname!r} has no counterpart",
+                                      got=pname, expected=key,
+                                      hint="pass the model migrate() returned") from exc
+            pairs.append((pname, p, q))
+        return compare_runs(names, rec_o.records(), rec_m.records(), out_o, out_m, pairs,
+                            seed=seed, notes=[f"{len(names)} neuron layers, step mode {mode!r}; "
+                                              f"output max |Δ| = "
+                                              f"{max_abs_diff(out_m, out_o):.3g}"])

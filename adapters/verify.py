@@ -15,6 +15,7 @@ snnTorch and SpikingJelly verifiers.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,17 +34,37 @@ __all__ = ["LayerRow", "MigrationReport", "compare_runs", "isolated", "seeded",
 
 @dataclass
 class LayerRow:
-    """Comparison of one neuron layer over the whole sequence."""
+    """Comparison of one neuron layer over the whole sequence (all of its calls).
+
+    ``calls`` is 0 for a layer that never ran (defined but unused by the model's
+    ``forward``: listed as *unused*), 1 otherwise. A layer that ran but never spiked
+    (``firing_rate == 0``) proves nothing: it is *untested*, never "equal".
+    """
 
     name: str
     spike_mismatches: int
     max_abs_membrane: float
     firing_rate: float
+    calls: int = 1
+
+    @property
+    def status(self) -> str:
+        """``"equal"``, ``"DIFFERS"``, ``"untested"`` (never spiked) or ``"unused"``."""
+        if self.calls == 0:
+            return "unused"
+        if self.spike_mismatches or not self.max_abs_membrane <= 0.0:
+            return "DIFFERS"
+        return "untested" if self.firing_rate == 0.0 else "equal"
 
 
 @dataclass
 class MigrationReport:
-    """Per-layer and per-gradient differences; :attr:`equivalent` applies the tolerances."""
+    """Per-layer and per-gradient differences; :attr:`verdict` applies the tolerances.
+
+    Gradients are compared wherever the peer's gradient is finite; ``nonfinite[name]`` counts
+    the entries where it is not (e.g. snnTorch's ``sigmoid`` surrogate, whose backward is
+    ``inf/inf`` for ``slope·(U - θ) < -88.7``; brain_ai's stays finite there).
+    """
 
     layers: list[LayerRow]
     grads: dict[str, float]
@@ -52,35 +73,71 @@ class MigrationReport:
     membrane_tol: float = 0.0
     grad_tol: float = 1e-6
     notes: list[str] = field(default_factory=list)
+    nonfinite: dict[str, int] = field(default_factory=dict)
+
+    def _layer_ok(self, r: LayerRow) -> bool:
+        return r.spike_mismatches <= self.spike_tol and r.max_abs_membrane <= self.membrane_tol
 
     @property
     def equivalent(self) -> bool:
+        """Nothing differs beyond the tolerances wherever both sides were compared."""
         return (self.output_spike_mismatches <= self.spike_tol
-                and all(r.spike_mismatches <= self.spike_tol for r in self.layers)
-                and all(r.max_abs_membrane <= self.membrane_tol for r in self.layers)
+                and all(self._layer_ok(r) for r in self.layers)
                 and all(g <= self.grad_tol for g in self.grads.values()))
+
+    @property
+    def untested(self) -> list[str]:
+        """Layers that ran but never spiked (their equality proves nothing)."""
+        return [r.name for r in self.layers if r.calls and r.firing_rate == 0.0
+                and self._layer_ok(r)]
+
+    @property
+    def verdict(self) -> str:
+        """``"EQUIVALENT"``, ``"NOT EQUIVALENT"`` or ``"UNTESTED"`` (equal, but some layer
+        never spiked)."""
+        if not self.equivalent:
+            return "NOT EQUIVALENT"
+        return "UNTESTED" if self.untested else "EQUIVALENT"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "equivalent": self.equivalent,
+            "verdict": self.verdict,
             "output_spike_mismatches": self.output_spike_mismatches,
-            "layers": [vars(r) for r in self.layers],
+            "layers": [{**vars(r), "status": r.status} for r in self.layers],
             "grads": self.grads,
+            "nonfinite_peer_grads": self.nonfinite,
             "tolerances": {"spikes": self.spike_tol, "membrane": self.membrane_tol,
                            "grad": self.grad_tol},
             "notes": self.notes,
         }
 
     def __str__(self) -> str:
-        lines = [f"{'layer':<24} {'spike mismatches':>16} {'max|Δmembrane|':>15} {'rate':>6}"]
+        lines = [f"{'layer':<24} {'spike mismatches':>16} {'max|Δmembrane|':>15} {'rate':>6} "
+                 f"{'verdict':>9}"]
         for r in self.layers:
             lines.append(f"{r.name:<24} {r.spike_mismatches:>16d} {r.max_abs_membrane:>15.3g} "
-                         f"{r.firing_rate:>6.3f}")
+                         f"{r.firing_rate:>6.3f} {r.status:>9}")
         lines.append(f"{'gradient':<24} {'max rel |Δ|':>16}")
         for name, g in self.grads.items():
-            lines.append(f"{name:<24} {g:>16.3g}")
+            extra = ""
+            if self.nonfinite.get(name):
+                extra = (f"  (equal wherever the peer is finite; the peer is non-finite at "
+                         f"{self.nonfinite[name]} entries)")
+            lines.append(f"{name:<24} {g:>16.3g}{extra}")
         lines.append(f"output spike mismatches: {self.output_spike_mismatches}")
-        lines.append("EQUIVALENT" if self.equivalent else "NOT EQUIVALENT")
+        unused = [r.name for r in self.layers if r.calls == 0]
+        if unused:
+            lines.append(f"unused (never ran): {', '.join(unused)}")
+        if self.verdict == "UNTESTED":
+            lines.append(f"UNTESTED: no difference, but {', '.join(self.untested)} never spiked "
+                         "(raise the input scale)")
+        else:
+            lines.append(self.verdict)
+        if self.nonfinite:
+            total = sum(self.nonfinite.values())
+            lines.append(f"note: gradients equal wherever the peer is finite; the peer is "
+                         f"non-finite at {total} entries")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -112,8 +169,8 @@ Pair = tuple[str, Tensor, Tensor]  # name, original's tensor, migrated's tensor
 
 def compare_runs(
     names: Sequence[str],
-    records_o: Sequence[tuple[Tensor, Tensor]],
-    records_m: Sequence[tuple[Tensor, Tensor]],
+    records_o: Sequence[tuple[Tensor, Tensor] | None],
+    records_m: Sequence[tuple[Tensor, Tensor] | None],
     out_o: Tensor,
     out_m: Tensor,
     pairs: Sequence[Pair],
@@ -124,7 +181,9 @@ def compare_runs(
 ) -> MigrationReport:
     """The report from both runs' per-layer ``(spikes, membrane)`` (same layout each side).
 
-    ``pairs`` are the tensors whose gradients are compared (the input and the parameters).
+    A record is ``None`` for a layer that never ran (on both sides: a row with
+    ``calls=0``). ``pairs`` are the tensors whose gradients are compared (the input and the
+    parameters); gradients are compared where the original's is finite.
     """
     if len(records_o) != len(records_m):
         raise ConversionError("compare_runs", "the models have different numbers of neuron "
@@ -138,13 +197,25 @@ def compare_runs(
     layers = []
     g = weights(out_o)
     loss_o, loss_m = (out_o * g).sum(), (out_m * g).sum()
-    for name, (s_o, v_o), (s_m, v_m) in zip(names, records_o, records_m, strict=True):
+    for name, rec_o, rec_m in zip(names, records_o, records_m, strict=True):
+        if rec_o is None or rec_m is None:
+            ran = rec_o if rec_o is not None else rec_m
+            layers.append(LayerRow(name, 0 if ran is None else int(ran[0].numel()),
+                                   0.0 if ran is None else math.inf, 0.0, 0 if ran is None
+                                   else 1))
+            continue
+        (s_o, v_o), (s_m, v_m) = rec_o, rec_m
+        if s_o.shape != s_m.shape:
+            layers.append(LayerRow(name, max(s_o.numel(), s_m.numel()), math.inf,
+                                   float(s_o.detach().float().mean()), 1))
+            continue
         layers.append(LayerRow(name, spike_mismatches(s_m, s_o), max_abs_diff(v_m, v_o),
                                float(s_o.detach().float().mean())))
         gs, gv = weights(s_o), weights(v_o)
         loss_o = loss_o + (s_o * gs).sum() + (v_o * gv).sum()
         loss_m = loss_m + (s_m * gs).sum() + (v_m * gv).sum()
     grads: dict[str, float] = {}
+    nonfinite: dict[str, int] = {}
     live = [p for p in pairs if p[1].requires_grad and p[2].requires_grad]
     if live and loss_o.requires_grad and loss_m.requires_grad:
         g_o = torch.autograd.grad(loss_o, [a for _, a, _ in live], allow_unused=True)
@@ -153,32 +224,74 @@ def compare_runs(
             # unused on one side = a zero gradient there (a non-zero other side then fails)
             ga = torch.zeros_like(a) if ga is None else ga
             gb = torch.zeros_like(a) if gb is None else gb
-            grads[name] = max_rel_diff(gb, ga)
+            finite = torch.isfinite(ga)
+            if not bool(finite.all()):
+                nonfinite[name] = int((~finite).sum())
+                ga, gb = ga[finite], gb[finite]
+            rel = max_rel_diff(gb, ga)
+            grads[name] = math.inf if math.isnan(rel) else rel
     return MigrationReport(layers, grads, spike_mismatches(out_m, out_o), grad_tol=grad_tol,
-                           notes=list(notes))
+                           notes=list(notes), nonfinite=nonfinite)
 
 
-def _hook(model: nn.Module, is_neuron: Callable[[nn.Module], bool],
-          read: Callable[[nn.Module, Any], tuple[Tensor, Tensor]]
-          ) -> tuple[dict[str, tuple[list[Tensor], list[Tensor]]], list[Any]]:
-    records: dict[str, tuple[list[Tensor], list[Tensor]]] = {}
-    handles = []
-    for name, m in model.named_modules():
-        if name and is_neuron(m):
-            records[name] = ([], [])
+class Recorder:
+    """Every call of every neuron layer, by name: ``(spikes, membrane)`` per call.
 
+    :meth:`records` concatenates a layer's calls (flattened, in call order), so layers
+    called once per step, once per sequence or several times per forward (shared modules,
+    attention) compare alike; ``None`` for a layer that never ran.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.calls: dict[str, list[tuple[Tensor, Tensor]]] = {n: [] for n in names}
+
+    def add(self, name: str, spikes: Tensor, membrane: Tensor) -> None:
+        self.calls[name].append((spikes, membrane))
+
+    def records(self) -> list[tuple[Tensor, Tensor] | None]:
+        return [None if not c else (torch.cat([s.reshape(-1) for s, _ in c]),
+                                    torch.cat([v.reshape(-1) for _, v in c]))
+                for c in self.calls.values()]
+
+    def probe(self, model: nn.Module, names: Sequence[str]) -> list[Any]:
+        """Probe the converted modules of ``model`` at ``names`` (they report spikes and
+        membranes, see :class:`~brain_ai.adapters.hidden_state.HiddenStateModule`)."""
+        from brain_ai.adapters.hidden_state import HiddenStateModule
+
+        handles = []
+        for name in names:
+            m = model.get_submodule(name)
+            if not isinstance(m, HiddenStateModule):
+                raise ConversionError("verify_migration", f"{name} is not a converted neuron "
+                                      "in the migrated model", got=type(m).__name__,
+                                      expected="a module migrate() made",
+                                      hint="pass the model migrate() returned")
+            handles.append(m.register_probe(
+                lambda _m, s, v, name=name: self.add(name, s, v)))
+        return handles
+
+    def hook(self, model: nn.Module, names: Sequence[str],
+             read: Callable[[nn.Module, Any], tuple[Tensor, Tensor]]) -> list[Any]:
+        """Forward hooks on the peer's neurons at ``names``; ``read(module, output)`` gives
+        ``(spikes, membrane)``."""
+        handles = []
+        for name in names:
             def hook(mod: nn.Module, _inp: Any, out: Any, name: str = name) -> None:
-                spk, mem = read(mod, out)
-                records[name][0].append(spk)
-                records[name][1].append(mem)
-
-            handles.append(m.register_forward_hook(hook))
-    return records, handles
+                self.add(name, *read(mod, out))
+            handles.append(model.get_submodule(name).register_forward_hook(hook))
+        return handles
 
 
-def _stacked(records: dict[str, tuple[list[Tensor], list[Tensor]]]
-             ) -> list[tuple[Tensor, Tensor]]:
-    return [(torch.stack(s), torch.stack(v)) for s, v in records.values()]
+def flat_output(out: Any) -> Tensor:
+    """Every tensor a model returned, flattened and concatenated (the compared output)."""
+    import torch.utils._pytree as pytree
+
+    leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, Tensor)]
+    if not leaves:
+        raise ConversionError("verify_migration", "the model returned no tensor",
+                              got=type(out).__name__, expected="a tensor or tuple of tensors",
+                              hint="verify a model whose forward returns its output")
+    return torch.cat([t.reshape(-1) for t in leaves])
 
 
 def _first(out: Any) -> Tensor:
@@ -202,27 +315,41 @@ def verify_migration(original: nn.Module, migrated: nn.Module, inputs: Tensor, *
         inputs: what ``original`` consumes. For an ``init_hidden`` ``nn.Sequential`` (called
             once per step) this is the time-first sequence ``(T, B, ...)``; the migrated
             :class:`SpikingSequential` receives it batch-first through the axis helper.
-            For any other model, ``inputs`` is passed to both models unchanged and the first
-            tensor each returns is the compared output.
+            For any other model, ``inputs`` is passed to both models unchanged and every
+            tensor each returns is compared; every neuron is compared over all its calls (a
+            neuron the model never calls is listed as unused).
         seed: RNG state of both runs (dropout) and of the random loss weights.
         grad_tol: largest max-relative gradient difference that counts as equivalent.
+    Returns:
+        A :class:`MigrationReport`; gradients are compared where snnTorch's are finite
+        (``report.nonfinite`` counts the entries where they are not).
     """
     import snntorch as snn
 
-    from brain_ai.adapters.snntorch import SnnTorchNeuron, brain_ai_param_name
+    from brain_ai.adapters.hidden_state import stores
+    from brain_ai.adapters.snntorch import brain_ai_param_name
 
-    peers = [m for m in original.modules() if isinstance(m, snn.SpikingNeuron)]
+    peers = [(n, m) for n, m in original.named_modules() if isinstance(m, snn.SpikingNeuron)]
+    names = [n or "<model>" for n, _ in peers]
 
     def reset_peers() -> None:
-        for m in peers:
+        for _, m in peers:
             m.reset_mem()
+
+    def read(m: nn.Module, out: Any) -> tuple[Tensor, Tensor]:
+        return (out[0] if isinstance(out, tuple) else out), m.mem
 
     x_o = inputs.detach().clone().requires_grad_(inputs.is_floating_point())
     x_m = inputs.detach().clone().requires_grad_(inputs.is_floating_point())
-    with isolated(original, migrated, cleanup=reset_peers):
+    rec_o = Recorder(names)
+    with isolated(original, migrated, cleanup=reset_peers), contextlib.ExitStack() as stack:
         reset_peers()
-        rec_o, handles = _hook(original, lambda m: isinstance(m, snn.SpikingNeuron),
-                               lambda m, out: (out[0] if isinstance(out, tuple) else out, m.mem))
+        for store in stores(migrated):
+            stack.enter_context(store.using({}))
+        handles = []
+        for name, (_, m) in zip(names, peers, strict=True):
+            handles.append(m.register_forward_hook(
+                lambda mod, _i, out, name=name: rec_o.add(name, *read(mod, out))))
         try:
             if isinstance(migrated, SpikingSequential):
                 steps = seeded(lambda: [original(x_t) for x_t in x_o.unbind(0)], seed)
@@ -230,19 +357,20 @@ def verify_migration(original: nn.Module, migrated: nn.Module, inputs: Tensor, *
                 res = seeded(lambda: migrated(time_to_batch_first(x_m), return_details=True),
                              seed)
                 out_m = batch_to_time_first(res.output)
-                records_m = [(batch_to_time_first(res.spikes[k]),
-                              batch_to_time_first(res.membrane[k])) for k in res.spikes]
+                records_m: list[tuple[Tensor, Tensor] | None] = [
+                    (batch_to_time_first(res.spikes[k]).reshape(-1),
+                     batch_to_time_first(res.membrane[k]).reshape(-1)) for k in res.spikes]
+                records_o = [None if r is None else (r[0], r[1]) for r in _per_step(rec_o)]
             else:
-                rec_m, handles_m = _hook(migrated, lambda m: isinstance(m, SnnTorchNeuron),
-                                         lambda _m, out: (out[0], out[-1]))
-                handles += handles_m
-                out_o = _first(seeded(lambda: original(x_o), seed))
-                out_m = _first(seeded(lambda: migrated(x_m), seed))
-                records_m = _stacked(rec_m)
+                rec_m = Recorder(names)
+                handles += rec_m.probe(migrated, [n for n, _ in peers])
+                out_o = flat_output(seeded(lambda: original(x_o), seed))
+                out_m = flat_output(seeded(lambda: migrated(x_m), seed))
+                records_o, records_m = rec_o.records(), rec_m.records()
         finally:
             for h in handles:
                 h.remove()
-        migrated_params = {n.replace(".neuron.", "."): p for n, p in migrated.named_parameters()}
+        migrated_params = {_peer_side(n): p for n, p in migrated.named_parameters()}
         pairs: list[Pair] = [("input", x_o, x_m)]
         for name, p in original.named_parameters():
             key = brain_ai_param_name(name)
@@ -251,5 +379,19 @@ def verify_migration(original: nn.Module, migrated: nn.Module, inputs: Tensor, *
                                       "counterpart in the migrated model", got=name,
                                       expected=key, hint="pass the model migrate() returned")
             pairs.append((name, p, migrated_params[key]))
-        return compare_runs(list(rec_o), _stacked(rec_o), records_m, out_o, out_m, pairs,
+        return compare_runs(names, records_o, records_m, out_o, out_m, pairs,
                             seed=seed, grad_tol=grad_tol)
+
+
+def _per_step(rec: Recorder) -> list[tuple[Tensor, Tensor] | None]:
+    """Per-step calls of an ``init_hidden`` Sequential, in brain_ai's time-first layout."""
+    return [None if not c else (torch.stack([s for s, _ in c]).reshape(-1),
+                                torch.stack([v for _, v in c]).reshape(-1))
+            for c in rec.calls.values()]
+
+
+def _peer_side(name: str) -> str:
+    """A migrated parameter's name as the peer spells its path (drop-in shims hold their
+    brain_ai neuron in ``.neuron``)."""
+    name = name.replace(".neuron.", ".")
+    return name.removeprefix("neuron.")

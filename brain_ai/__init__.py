@@ -12,8 +12,6 @@ reference step), :mod:`brain_ai.kernels` (fast multi-step kernels and their disp
 # The peers at the edge: importing the adapters also registers their engines as backends.
 from brain_ai.adapters.snntorch import from_snntorch, to_snntorch
 from brain_ai.adapters.snntorch import migrate as migrate_snntorch
-from brain_ai.adapters.spikingjelly import from_spikingjelly, to_spikingjelly
-from brain_ai.adapters.spikingjelly import migrate as migrate_spikingjelly
 from brain_ai.adapters.verify import verify_migration
 from brain_ai.config import (
     DecodingConfig,
@@ -77,6 +75,19 @@ from brain_ai.core.unroll import snn_unroll
 from brain_ai.physics.axes import batch_to_time_first, time_to_batch_first
 
 __version__ = "0.1.0"
+
+# SpikingJelly is an optional peer whose adapter needs it at import: its entry points load on
+# first access (PEP 562), so ``import brain_ai`` works without it.
+_SPIKINGJELLY = {"from_spikingjelly": "from_spikingjelly", "to_spikingjelly": "to_spikingjelly",
+                 "migrate_spikingjelly": "migrate"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _SPIKINGJELLY:
+        from brain_ai.adapters import spikingjelly
+
+        return getattr(spikingjelly, _SPIKINGJELLY[name])
+    raise AttributeError(f"module 'brain_ai' has no attribute {name!r}")
 
 __all__ = [
     "STE",

@@ -182,6 +182,28 @@ _register_from("Leaky", "subtract", False, graded=True)
 _register_from("Leaky", "zero", True, learn=False)
 
 
+def _register_alpha(reset: str, learn: bool, grad_name: str = "atan") -> None:
+    """snnTorch ``Alpha`` (two synaptic currents) -> brain_ai ``AlphaNeuron``."""
+    spike_grad = {"atan": sn_sg.atan(), "fast_sigmoid": sn_sg.fast_sigmoid(slope=25)}[grad_name]
+
+    def run(seed: int) -> dict[str, float]:
+        peer = snn.Alpha(alpha=0.9, beta=_per_neuron(seed, 0.5, 0.85),
+                         threshold=_per_neuron(seed + 1, 0.8, 1.2), reset_mechanism=reset,
+                         spike_grad=spike_grad, learn_beta=learn, learn_threshold=learn)
+        return compare(peer, from_snntorch(peer), _input(seed, (T, B, N), -0.05, 0.6), seed)
+
+    words = [reset, grad_name] + ([] if learn else ["buffers"])
+    register(Case(name=f"snntorch/Alpha/{'-'.join(words)}/from", family="Alpha",
+                  peer="snntorch", run=run, tolerances=EXACT, direction="from", steps=T,
+                  config={"reset_mechanism": reset, "spike_grad": grad_name,
+                          "learnable": learn, "per_neuron_params": True}))
+
+
+for _reset in ("zero", "subtract", "none"):
+    _register_alpha(_reset, True)
+_register_alpha("zero", False, "fast_sigmoid")
+
+
 # ---------------------------------------------------------------- brain_ai -> snnTorch
 def _register_to(name: str, build: Callable[[int], SpikingNeuronBase],
                  lo: float, hi: float) -> None:

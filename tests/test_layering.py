@@ -237,3 +237,30 @@ def test_a_params_field_no_kernel_knows_runs_the_reference() -> None:
     assert fused_config(x, state, Extended(**base)) is not None  # at its default: as before
     assert fused_config(x, state, Extended(**base, new_option=1.0)) is None
     assert {f.name for f in dataclasses.fields(LIFParams)} == KNOWN_FIELDS
+
+
+def test_import_without_the_peers() -> None:
+    """The peers are an extra: ``import brain_ai`` and a neuron work without them, and a
+    SpikingJelly entry point then says what is missing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('snntorch', 'spikingjelly', 'nir', 'nirtorch'):\n"
+        "            raise ImportError(f'blocked {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import torch, brain_ai\n"
+        "s, st = brain_ai.LIFNeuron(beta=0.5, features=3)(torch.ones(2, 4, 3))\n"
+        "print(int(s.sum()))\n"
+        "try:\n"
+        "    brain_ai.migrate_spikingjelly\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    # v: 1, 1.5 (fires: > 1 -> 0.5), 1.25 (fires -> 0.25), 1.125 (fires): 3 spikes x 6 neurons
+    assert out == ["18", "PeerMissingError"]

@@ -29,7 +29,7 @@ def build():
                          nn.Linear(6, 3), snn.Leaky(beta=0.7, init_hidden=True, output=True))
 
 def unsupported():
-    return nn.Sequential(nn.Linear(4, 4), snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True))
+    return nn.Sequential(nn.Linear(4, 4), snn.LeakyParallel(input_size=4, hidden_size=4))
 
 def not_a_model():
     return 3
@@ -109,7 +109,7 @@ BAD: dict[str, tuple[Callable[[Path, Path], list[str]], int, str]] = {
                    "directory does not exist"),
     "path missing": (lambda t, n: [MLP, "--path", str(t / "nowhere")], 2, "no such directory"),
     "converter refuses": (lambda t, n: [f"{n}:unsupported", *FAST], 3,
-                          "snnTorch Alpha is not supported"),
+                          "snnTorch LeakyParallel is not supported"),
 }
 
 

@@ -27,10 +27,21 @@ Peer mapping (proved exact in ``conformance/cases_codecs.py``): snnTorch
 the same with :class:`FirstSpikeDecoder` whenever no silent neuron ties the earliest spike.
 Guard: snnTorch gives a silent neuron the time ``T - 1``; here it is ``T`` (after the window), so a
 silent neuron never beats or ties one that fired at ``T - 1``.
+
+NaN policy and edges (every decoder; the encoders' policy, see :mod:`brain_ai.core.encoding`):
+spikes or membranes with a NaN/±Inf entry raise :class:`~brain_ai.errors.ConfigError`; no
+decoder returns NaN, ``-inf`` or a raw indexing error for a shape it accepts. ``T = 0``, an
+empty neuron axis, a sample whose steps are all masked out (it has nothing to decode), and a
+mask that does not match the membrane's ``(B, T)`` raise :class:`~brain_ai.errors.ShapeError`;
+a complex input raises :class:`~brain_ai.errors.DTypeError`. Graded spikes (values other
+than 0/1, e.g. ``graded_spikes_factor``) are summed into ``counts``; ``count_histogram``
+counts the *steps with a non-zero spike*, so it stays in ``[0, T]``. ``B = 0`` gives empty
+outputs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,8 +55,8 @@ from brain_ai.config import (
     check_membrane_reduce,
     check_value_range,
 )
-from brain_ai.core.encoding import SpikeBatch
-from brain_ai.errors import ConfigError, ShapeError, check_positive
+from brain_ai.core.encoding import SpikeBatch, check_finite
+from brain_ai.errors import ConfigError, DTypeError, ShapeError, check_positive
 from brain_ai.physics.axes import TIME_DIM
 
 __all__ = [
@@ -92,19 +103,49 @@ class DecoderOutput:
 # ----------------------------------------------------------------------------- helpers
 
 
+def _check_sequence(where: str, name: str, t: object, mask: Tensor | None) -> Tensor:
+    """``t`` is a real, finite ``(B, T, N)`` tensor with ``T, N >= 1``; ``mask`` (``(B, T)``
+    bool, or ``None``) matches it and leaves every sample at least one valid step."""
+    if not isinstance(t, Tensor) or t.dim() != 3:
+        raise ShapeError(where, f"{name} must be (B, T, N)",
+                         got=f"shape {tuple(t.shape)}" if isinstance(t, Tensor)
+                         else type(t).__name__,
+                         expected="a tensor of rank 3", hint="flatten the features: x.flatten(2)")
+    if t.is_complex():
+        raise DTypeError(where, f"{name} is complex", got=t.dtype, expected="a real dtype",
+                         hint=f"decode {name}.real")
+    if t.shape[TIME_DIM] == 0 or t.shape[-1] == 0:
+        raise ShapeError(where, f"{name} has no time steps or no neurons",
+                         got=f"shape {tuple(t.shape)}", expected="(B, T >= 1, N >= 1)",
+                         hint="decode after at least one simulated step of a non-empty layer")
+    check_finite(where, t, name, hint="find where the network produced them (e.g. brain-ai "
+                                      "debug-report); decoders never guess a class for them")
+    if mask is not None:
+        if tuple(mask.shape) != tuple(t.shape[:2]):
+            raise ShapeError(where, f"the mask does not match {name}'s (B, T)",
+                             got=f"mask {tuple(mask.shape)}, {name} {tuple(t.shape)}",
+                             expected=f"mask {tuple(t.shape[:2])}",
+                             hint="pass the SpikeBatch that belongs to this output")
+        empty = ~mask.any(TIME_DIM)
+        if bool(empty.any()):
+            raise ShapeError(where, "samples with no valid step have nothing to decode",
+                             got=f"rows {empty.nonzero().flatten().tolist()} fully masked",
+                             expected="every row of the mask with at least one True",
+                             hint="drop empty samples before decoding (a prediction for them "
+                                  "would be arbitrary)")
+    return t
+
+
 def _spikes(where: str, spikes: Tensor | SpikeBatch | None) -> tuple[Tensor, Tensor]:
     """fp32 ``(B, T, N)`` spikes with invalid steps zeroed, and the number of valid steps
-    ``(B, 1)``."""
+    ``(B, 1)`` (always >= 1: see :func:`_check_sequence`)."""
     if spikes is None:
         raise ShapeError(where, "this decoder needs spikes", got="spikes=None",
                          expected="a (B, T, N) tensor or a SpikeBatch",
                          hint="pass the output layer's spike train")
     mask = spikes.mask if isinstance(spikes, SpikeBatch) else None
     s = spikes.spikes if isinstance(spikes, SpikeBatch) else spikes
-    if s.dim() != 3:
-        raise ShapeError(where, "spikes must be (B, T, N)", got=f"shape {tuple(s.shape)}",
-                         expected="rank 3", hint="flatten the features: s.flatten(2)")
-    s = s.float()
+    s = _check_sequence(where, "spikes", s, mask).float()
     if mask is None:
         return s, torch.full((s.shape[0], 1), float(s.shape[TIME_DIM]), device=s.device)
     return s * mask.unsqueeze(-1), mask.float().sum(TIME_DIM, keepdim=True)
@@ -120,11 +161,19 @@ def _classify(logits: Tensor, aux: dict[str, Any]) -> DecoderOutput:
     return DecoderOutput(logits, prediction, confidence, {**aux, "margin": margin})
 
 
+def _finite(where: str, name: str, value: float) -> float:
+    """A finite configuration number (an infinite temperature or weight decodes nothing)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}.{name}", f"{name} must be finite", got=value,
+                          expected="a finite float", hint=f"check how {name} was computed")
+    return float(value)
+
+
 class _Decoder(nn.Module):
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         check_positive(type(self).__name__, "temperature", temperature)
-        self.temperature = float(temperature)
+        self.temperature = _finite(type(self).__name__, "temperature", temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -137,14 +186,16 @@ class RateDecoder(_Decoder):
     """Spike-count decoding: ``counts = spikes.float().sum(dim=1)``, ``logits = counts / temp``.
 
     ``aux``: ``counts`` ``(B, N)`` fp32, ``rates`` ``counts / valid steps``,
-    ``count_histogram`` ``(B, T + 1)`` int64 (how many neurons fired ``k`` times).
+    ``count_histogram`` ``(B, T + 1)`` int64 (how many neurons spiked in ``k`` steps; a
+    graded spike counts once).
     """
 
     def forward(self, spikes: Tensor | SpikeBatch | None = None,
                 membrane: Tensor | None = None) -> DecoderOutput:
         s, steps = _spikes("RateDecoder.forward", spikes)
         counts = s.sum(TIME_DIM)
-        hist = torch.nn.functional.one_hot(counts.long(), s.shape[TIME_DIM] + 1).sum(1)
+        events = (s != 0).sum(TIME_DIM)  # in [0, T] whatever the spike values
+        hist = torch.nn.functional.one_hot(events, s.shape[TIME_DIM] + 1).sum(1)
         return _classify(counts / self.temperature,
                          {"counts": counts, "rates": counts / steps, "count_histogram": hist})
 
@@ -198,7 +249,9 @@ class PopulationDecoder(_Decoder):
                               expected="'classification' | 'regression'",
                               hint="pick one of the listed values")
         check_positive("PopulationDecoder", "eps", eps)
-        lo, hi = check_value_range("PopulationDecoder", value_range)
+        _finite("PopulationDecoder", "eps", eps)
+        lo, hi = (_finite("PopulationDecoder", "value_range", v)
+                  for v in check_value_range("PopulationDecoder", value_range))
         self.population_size, self.mode, self.eps = population_size, mode, float(eps)
         self.register_buffer("centers", torch.linspace(lo, hi, population_size))
 
@@ -243,13 +296,15 @@ class MembraneDecoder(_Decoder):
 
     def forward(self, spikes: Tensor | SpikeBatch | None = None,
                 membrane: Tensor | None = None) -> DecoderOutput:
-        if membrane is None or membrane.dim() != 3:
-            raise ShapeError("MembraneDecoder.forward", "needs a (B, T, C) membrane",
-                             got=None if membrane is None else f"shape {tuple(membrane.shape)}",
+        where = "MembraneDecoder.forward"
+        if membrane is None or not isinstance(membrane, Tensor) or membrane.dim() != 3:
+            raise ShapeError(where, "needs a (B, T, C) membrane",
+                             got=None if membrane is None
+                             else f"shape {tuple(getattr(membrane, 'shape', ()))}",
                              expected="membrane of rank 3",
                              hint="record the output layer's membrane over time")
-        v = membrane.float()
         mask = spikes.mask if isinstance(spikes, SpikeBatch) else None
+        v = _check_sequence(where, "membrane", membrane, mask).float()
         if self.reduce == "max":
             if mask is not None:
                 v = v.masked_fill(~mask.unsqueeze(-1), float("-inf"))
@@ -285,6 +340,9 @@ class EnsembleDecoder(nn.Module):
         weights = check_ensemble("EnsembleDecoder", len(members), weights,
                                  regression=regression)
         check_positive("EnsembleDecoder", "eps", eps)
+        _finite("EnsembleDecoder", "eps", eps)
+        for w in weights:
+            _finite("EnsembleDecoder", "weights", w)
         self.members = nn.ModuleList(members)
         self.register_buffer("weights", torch.tensor(weights) / sum(weights))
         self.eps = float(eps)

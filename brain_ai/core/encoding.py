@@ -19,10 +19,20 @@ type (``build_encoder``)  encoder
 ``population``            :class:`PopulationEncoder`
 ``delta``                 :class:`DeltaEncoder`
 ========================  ==========================================================
+
+NaN policy (the same for every encoder and :func:`normalize_input`): an input with a NaN or
+±Inf entry raises :class:`~brain_ai.errors.ConfigError` naming how many entries and the first
+one; nothing is silenced or clamped on the caller's behalf (a NaN has no rate, and one +Inf
+would empty a whole sample under ``"minmax"``). Clean the data first, e.g.
+``x.nan_to_num(0.0, posinf=1.0, neginf=0.0)``, if that is the code you want. Configuration
+numbers (gains, thresholds, ranges, time constants) must be finite too. Other edges: an
+input with an empty feature axis raises :class:`~brain_ai.errors.ShapeError`, a complex
+input :class:`~brain_ai.errors.DTypeError`; an empty batch (``B = 0``) gives an empty train.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +51,7 @@ from brain_ai.config import (
     check_seed,
     check_spike_window,
 )
-from brain_ai.errors import ConfigError, ShapeError, check_choice
+from brain_ai.errors import ConfigError, DTypeError, ShapeError, check_choice
 from brain_ai.physics.axes import BATCH_DIM, TIME_DIM, batch_to_time_first, time_to_batch_first
 
 __all__ = [
@@ -55,6 +65,7 @@ __all__ = [
     "TTFSEncoder",
     "batch_to_time_first",
     "build_encoder",
+    "check_finite",
     "integrate_and_fire_train",
     "normalize_input",
     "spike_train",
@@ -133,14 +144,49 @@ class SpikeBatch:
 
 
 def _check_input(where: str, x: Tensor, min_rank: int, layout: str) -> None:
+    """``x`` is a real tensor of rank ``>= min_rank`` whose axes after the first
+    ``min_rank - 1`` are not empty. Values are checked by :func:`check_finite`."""
     if not isinstance(x, Tensor) or x.dim() < min_rank:
         raise ShapeError(where, "input has too few axes",
                          got=f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x),
                          expected=f"{layout} (rank >= {min_rank})",
                          hint="add the missing axis with x.unsqueeze(...)")
+    if x.is_complex():
+        raise DTypeError(where, "input is complex", got=x.dtype,
+                         expected="a real dtype (float, int or bool)",
+                         hint="encode x.real, x.abs() or both as separate features")
+    if 0 in x.shape[min_rank - 1:]:
+        raise ShapeError(where, "input has an empty feature axis: nothing to encode",
+                         got=f"shape {tuple(x.shape)}", expected=f"{layout}, features >= 1",
+                         hint="check the feature sizes of the data")
 
 
-def normalize_input(x: Tensor, normalization: str) -> tuple[Tensor, dict[str, Tensor]]:
+def check_finite(where: str, x: Tensor, name: str = "input", hint: str | None = None) -> None:
+    """Raise :class:`ConfigError` if ``x`` has a NaN or ±Inf entry: the codecs' NaN policy
+    (one place for encoders and decoders; the message counts and locates the entries)."""
+    if not x.is_floating_point():
+        return
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ConfigError(where, f"{name} has non-finite entries (NaN/Inf are never silenced)",
+                          got=f"{int(bad.sum())} of {x.numel()} entries, first at index {first}"
+                              f" = {x[first].item()}",
+                          expected="finite values",
+                          hint=hint or "clean the data first, e.g. x.nan_to_num(0.0, "
+                                       "posinf=1.0, neginf=0.0), or drop the sample")
+
+
+def _check_number(where: str, name: str, value: float) -> float:
+    """A finite configuration number (NaN/Inf never reach a code)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}.{name}", f"{name} must be finite", got=value,
+                          expected="a finite float", hint=f"check how {name} was computed")
+    return value
+
+
+def normalize_input(x: Tensor, normalization: str, *, where: str = "normalize_input"
+                    ) -> tuple[Tensor, dict[str, Tensor]]:
     """Map ``x`` (``(B, *features)`` or ``(B, T, *features)``) to fp32, per sample.
 
     * ``"none"``: ``x`` unchanged (fp32);
@@ -150,8 +196,11 @@ def normalize_input(x: Tensor, normalization: str) -> tuple[Tensor, dict[str, Te
     * ``"clamp"``: ``clamp(x, 0, 1)``.
 
     Per-sample statistics keep a sample's code independent of the rest of its batch.
+    Non-finite entries raise (module NaN policy); ``where`` names the caller in the error.
     """
-    check_choice("normalize_input", "normalization", normalization, NORMALIZATIONS)
+    check_choice(where, "normalization", normalization, NORMALIZATIONS)
+    _check_input(where, x, 2, "(B, *features) or (B, T, *features)")
+    check_finite(where, x)
     x = x.float()
     if normalization == "minmax":
         flat = x.flatten(1)
@@ -172,7 +221,8 @@ def _probability(where: str, x: Tensor, normalization: str, gain: float = 1.0,
 
     ``"clamp"`` clamps *after* the affine map (= snnTorch ``rate_conv(data * gain + offset)``).
     """
-    xn, stats = normalize_input(x, "none" if normalization == "clamp" else normalization)
+    xn, stats = normalize_input(x, "none" if normalization == "clamp" else normalization,
+                                where=where)
     p = xn * gain + bias
     if normalization != "none":
         return p.clamp(0.0, 1.0), stats
@@ -229,6 +279,7 @@ def spike_train(p: Tensor, num_steps: int, *, mode: str = "bernoulli",
         ``(B, T, *features)`` bool.
     """
     check_choice("spike_train", "mode", mode, SAMPLINGS)
+    check_finite("spike_train", p, "p")
     if mode == "deterministic":
         return integrate_and_fire_train(p, num_steps, if_threshold)
     expected = (p.shape[0], num_steps, *p.shape[1:])
@@ -240,6 +291,7 @@ def spike_train(p: Tensor, num_steps: int, *, mode: str = "bernoulli",
                          got=f"shape {tuple(uniforms.shape)}", expected=f"shape {expected}",
                          hint="draw one uniform per batch element, step and feature")
     else:
+        check_finite("spike_train", uniforms, "uniforms")
         u = uniforms.float()
     return u < p.unsqueeze(TIME_DIM)
 
@@ -328,11 +380,14 @@ class RateEncoder(_Encoder):
         super().__init__(num_steps, seed, spike_dtype)
         check_choice("RateEncoder", "mode", mode, RATE_MODES)
         check_choice("RateEncoder", "normalization", normalization, NORMALIZATIONS)
-        if not if_threshold > 0:
+        if not if_threshold > 0 or not math.isfinite(if_threshold):
             raise ConfigError("RateEncoder.if_threshold", "if_threshold must be positive",
-                              got=if_threshold, expected="> 0", hint="1.0 is the usual value")
+                              got=if_threshold, expected="finite > 0",
+                              hint="1.0 is the usual value")
         self.mode, self.normalization = mode, normalization
-        self.rate_gain, self.rate_bias = check_rate_affine("RateEncoder", rate_gain, rate_bias)
+        gain, bias = check_rate_affine("RateEncoder", rate_gain, rate_bias)
+        self.rate_gain = _check_number("RateEncoder", "rate_gain", gain)
+        self.rate_bias = _check_number("RateEncoder", "rate_bias", bias)
         self.deterministic_eval, self.if_threshold = deterministic_eval, if_threshold
 
     def _sampling(self) -> str:
@@ -426,6 +481,9 @@ class LatencyEncoder(_Encoder):
         t_max = check_spike_window(name, num_steps, t_min, t_max)
         check_latency_code(name, mapping, threshold, tau)
         check_jitter(name, jitter)
+        _check_number(name, "jitter", float(jitter))
+        if tau is not None:
+            _check_number(name, "tau", float(tau))
         self.mapping, self.normalization, self.tau = mapping, normalization, tau
         self.threshold, self.t_min, self.t_max = float(threshold), t_min, t_max
         self.allow_no_spike, self.jitter = allow_no_spike, float(jitter)
@@ -540,6 +598,12 @@ class PopulationEncoder(_Encoder):
         lo, hi, sigma = check_population_code("PopulationEncoder", population_size,
                                               sigma=sigma, centers=centers,
                                               value_range=value_range)
+        for name, value in (("value_range", lo), ("value_range", hi), ("sigma", sigma)):
+            _check_number("PopulationEncoder", name, float(value))
+        if not if_threshold > 0 or not math.isfinite(if_threshold):
+            raise ConfigError("PopulationEncoder.if_threshold", "if_threshold must be positive",
+                              got=if_threshold, expected="finite > 0",
+                              hint="1.0 is the usual value (0.999: SpikingJelly's schedule)")
         P = population_size
         if centers == "uniform":
             c = lo + (torch.arange(P, dtype=torch.float32) + 0.5) * ((hi - lo) / P)
@@ -566,11 +630,13 @@ class PopulationEncoder(_Encoder):
         ``aux``: ``activation`` ``(B, N·P)`` (differentiable), ``population_map`` ``(N·P,)``
         int64 feature index of each neuron, ``centers`` ``(P,)``, ``population_size``.
         """
+        where = "PopulationEncoder.forward"
         if not isinstance(x, Tensor) or x.dim() != 2:
-            raise ShapeError("PopulationEncoder.forward", "input must be (B, N)",
+            raise ShapeError(where, "input must be (B, N)",
                              got=f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else x,
                              expected="rank 2", hint="flatten the features: x.flatten(1)")
-        xn, stats = normalize_input(x, self.normalization)
+        _check_input(where, x, 2, "(B, N)")
+        xn, stats = normalize_input(x, self.normalization, where=where)
         a = self.activation(xn)
         mode = "deterministic" if self.deterministic_eval and not self.training \
             else self.sampling
@@ -620,6 +686,7 @@ class DeltaEncoder(nn.Module):
         check_choice("DeltaEncoder", "initial", initial, ("zero", "first"))
         check_choice("DeltaEncoder", "normalization", normalization, NORMALIZATIONS)
         check_delta_threshold("DeltaEncoder", threshold)
+        _check_number("DeltaEncoder", "threshold", float(threshold))
         if streaming and normalization == "minmax":
             raise ConfigError("DeltaEncoder.normalization", "minmax statistics change from "
                               "chunk to chunk", got="'minmax' with streaming=True",
@@ -644,6 +711,10 @@ class DeltaEncoder(nn.Module):
             ``off`` ``(B, T, *features)`` bool.
         """
         _check_input("DeltaEncoder.forward", x, 3, "(B, T, *features)")
+        if x.shape[TIME_DIM] == 0:
+            raise ShapeError("DeltaEncoder.forward", "the sequence has no time steps",
+                             got=f"shape {tuple(x.shape)}", expected="T >= 1",
+                             hint="pass at least one frame")
         if prev is None and self.streaming:
             prev = self._last
             if prev is not None and prev.shape != x[:, 0].shape:
@@ -662,9 +733,10 @@ class DeltaEncoder(nn.Module):
                               got="prev with normalization='minmax'",
                               expected="normalization 'none' | 'sigmoid' | 'clamp'",
                               hint="normalize the whole stream beforehand")
-        xn, stats = normalize_input(x, self.normalization)
+        xn, stats = normalize_input(x, self.normalization, where="DeltaEncoder.forward")
         if prev is not None:
-            first = normalize_input(prev, self.normalization)[0]
+            check_finite("DeltaEncoder.forward", prev, "prev")
+            first = normalize_input(prev, self.normalization, where="DeltaEncoder.forward")[0]
         else:
             first = torch.zeros_like(xn[:, 0]) if self.initial == "zero" else xn[:, 0]
         d = xn - torch.cat([first.unsqueeze(TIME_DIM), xn[:, :-1]], dim=TIME_DIM)

@@ -16,6 +16,14 @@ passed, else from ``features`` given at construction; otherwise call :meth:`step
 The physics (charge, fire, reset and their timing) is in :mod:`brain_ai.physics.rules`; these
 classes resolve parameters (clamping β, learnable tensors) and validate input.
 
+Validation, the same on every entry (``forward``, :meth:`~SpikingNeuronBase.step`,
+:meth:`~SpikingNeuronBase.sequence`, and so inside a ``SpikingSequential``): ``x`` is a
+floating-point tensor of the right rank ending in ``features``; a given state has exactly the
+fields this neuron uses, each of the step's shape (never broadcast, never dropped or carried
+along). Shapes may be symbolic (``torch.SymInt``) under ``torch.export``. Values are not
+inspected (that would sync the device every step): a NaN input never fires and leaves a NaN
+membrane; the encoders and decoders refuse NaN/Inf (see :mod:`brain_ai.core.encoding`).
+
 Variants: :class:`LIFNeuron` (optionally current-based synapse, refractory period, graded
 spikes), :class:`AdaptiveLIFNeuron` (adaptive threshold), :class:`RecurrentLIFNeuron`
 (lateral connections), :class:`AdvancedLIFNeuron` (per-neuron τ, learnable delays, adaptation).
@@ -106,6 +114,28 @@ def _in_range(where: str, name: str, t: Tensor, lo: float, hi: float, hint: str)
                           expected=f"{lo} <= {name} <= {hi}", hint=hint)
 
 
+def _finite_float(where: str, name: str, value: object) -> float:
+    """``float(value)`` of a real scalar that is finite; anything else is a ConfigError."""
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(value)
+        out = math.nan if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):  # a string, a multi-element tensor, ...
+        raise ConfigError(where, f"{name} must be a real number", got=repr(value),
+                          expected="a finite float",
+                          hint=f"{name} is one scalar shared by every neuron") from None
+    if not math.isfinite(out):
+        raise ConfigError(where, f"{name} must be a finite number", got=repr(value),
+                          expected="a finite float",
+                          hint=f"check how {name} was computed (NaN/Inf is never repaired)")
+    return out
+
+
+def _is_size(value: object) -> bool:
+    """An int size, or a symbolic one (``torch.SymInt`` under ``torch.export``/``compile``)."""
+    return is_int(value) or isinstance(value, torch.SymInt)
+
+
 class SpikingNeuronBase(nn.Module):
     """Shared parameters, validation, state lifecycle and the step/sequence dispatch.
 
@@ -117,8 +147,12 @@ class SpikingNeuronBase(nn.Module):
             ``"rate_input"``), ``>= 1``. Giving ``tau`` without ``charge`` selects
             ``"tau_input"`` (``v += (x - (v - v_reset)) / τ``).
         charge: charge rule (see :mod:`brain_ai.physics.rules`).
-        threshold: firing threshold θ (float or per-neuron tensor).
-        v_reset: reset / resting potential; the initial membrane.
+        threshold: firing threshold θ (finite float or per-neuron tensor). A negative θ is
+            accepted where a peer accepts it (snnTorch ``Leaky``/``Synaptic``/``RLeaky`` and
+            SpikingJelly ``LIFNode``/``ParametricLIFNode`` take any finite threshold; such a
+            neuron fires at rest) and refused by :class:`AdaptiveLIFNeuron` /
+            :class:`AdvancedLIFNeuron`, which have no peer.
+        v_reset: reset / resting potential; the initial membrane. Finite (NaN/Inf raise).
         reset: ``"subtract"`` | ``"zero"`` (to ``v_reset``) | ``"none"``.
         reset_timing: ``"immediate"`` (default) | ``"delayed"`` | ``"delayed_pre"`` |
             ``"compensated"`` | ``"compensated_pre"`` (peer timings, see rules).
@@ -237,7 +271,7 @@ class SpikingNeuronBase(nn.Module):
         self.comparator = comparator
         self.surrogate = surrogate
         self.detach_reset = bool(detach_reset)
-        self.v_reset = float(v_reset)
+        self.v_reset = _finite_float(where, "v_reset", v_reset)
         self.beta_param = beta_param
         self.beta_clamp = (float(lo), float(hi))
         self.refractory_steps = refractory_steps
@@ -319,8 +353,8 @@ class SpikingNeuronBase(nn.Module):
             if self.beta_param == "sigmoid":
                 return torch.sigmoid(self.beta_logit)
             return self.beta.clamp(*self.beta_clamp)
-        if self.charge in ("rate", "rate_input"):
-            return self.w.float().sigmoid()
+        if self.charge in ("rate", "rate_input"):  # at least fp32, else the model's dtype
+            return self.w.to(torch.promote_types(self.w.dtype, torch.float32)).sigmoid()
         return self.tau
 
     def params(self) -> LIFParams:
@@ -380,9 +414,14 @@ class SpikingNeuronBase(nn.Module):
             raise ShapeError(where, "the feature shape is unknown", got=None,
                              expected="feature_shape=(N,) or features= at construction",
                              hint="pass feature_shape, or let forward(x, state=None) build it")
-        if not is_int(batch_size) or batch_size <= 0:
+        if not _is_size(batch_size) or batch_size <= 0:
             raise ShapeError(where, "batch_size must be a positive int", got=batch_size,
-                             expected="int > 0", hint="use x.shape[0]")
+                             expected="int > 0 (or a symbolic size while exporting)",
+                             hint="use x.shape[0]")
+        if not all(_is_size(n) and n > 0 for n in shape):
+            raise ShapeError(where, "the feature shape must be positive ints", got=shape,
+                             expected="e.g. (N,) or (C, H, W)",
+                             hint="feature_shape is the shape of one sample's neurons")
         full = (batch_size, *shape)
         dt = self._state_dtype(dtype)
         zeros = torch.zeros(full, device=device, dtype=dt)
@@ -406,6 +445,15 @@ class SpikingNeuronBase(nn.Module):
         if not isinstance(state, SpikingState):
             raise ShapeError(where, "state must be a SpikingState", got=type(state).__name__,
                              expected="SpikingState", hint="use neuron.reset_state(...)")
+        fields = state.tensors()
+        bad = sorted(k for k, t in fields.items()
+                     if not isinstance(t, Tensor) or not t.is_floating_point())
+        if bad:
+            raise ShapeError(where, f"state fields {bad} are not floating-point tensors",
+                             got={k: getattr(fields[k], "dtype", type(fields[k]).__name__)
+                                  for k in bad},
+                             expected="floating-point tensors",
+                             hint="build the state with this neuron's reset_state(...)")
         if state.v.shape != x_step_shape:
             raise ShapeError(
                 where,
@@ -413,16 +461,57 @@ class SpikingNeuronBase(nn.Module):
                 f"{tuple(x_step_shape)}; they must match (state is never broadcast)",
                 got=tuple(state.v.shape), expected=tuple(x_step_shape),
                 hint="start from neuron.reset_state(...) for this batch, or pass state=None")
-        if state.v.device != x.device:
-            raise ShapeError(where, "state and input are on different devices",
-                             got=str(state.v.device), expected=str(x.device),
-                             hint="move the state with tree_map(lambda t: t.to(dev), state)")
-        expected = {"v", *self._extra_state(torch.zeros(1, 1))}
-        missing = sorted(set(expected) - set(state.tensors()))
+        probe = {"v": state.v, **self._extra_state(torch.zeros(1, 1))}
+        missing = sorted(set(probe) - set(fields))
         if missing:
             raise ShapeError(where, f"state lacks fields {missing} that this neuron uses",
-                             got=sorted(state.tensors()), expected=sorted(expected),
+                             got=sorted(fields), expected=sorted(probe),
                              hint="build the state with this neuron's reset_state(...)")
+        extra = sorted(set(fields) - set(probe))
+        if extra:
+            raise ShapeError(where, f"state has fields {extra} that {type(self).__name__} does "
+                             "not use (a state of another neuron kind?)",
+                             got=sorted(fields), expected=sorted(probe),
+                             hint="build the state with this neuron's reset_state(...); "
+                                  "fields are never dropped or carried along silently")
+        for name, t in fields.items():
+            # spike_history is (B, D, *f) with D the neuron's history depth; the rest (B, *f)
+            want = (x_step_shape if probe[name].dim() == 2 or name == "v" else
+                    torch.Size((x_step_shape[0], probe[name].shape[1], *x_step_shape[1:])))
+            if t.shape != want:
+                raise ShapeError(where, f"state.{name} has shape {tuple(t.shape)} but this "
+                                 f"step needs {tuple(want)} (state is never broadcast)",
+                                 got=tuple(t.shape), expected=tuple(want),
+                                 hint="start from neuron.reset_state(...) for this batch, or "
+                                      "pass state=None")
+            if t.device != x.device:
+                raise ShapeError(where, f"state.{name} and the input are on different devices",
+                                 got=str(t.device), expected=str(x.device),
+                                 hint="move the state with tree_map(lambda t: t.to(dev), state)")
+
+    def _check_input(self, where: str, x: Tensor, lead: int) -> None:
+        """``x`` is a float tensor ``(B, [T,] *f)``: ``lead`` axes before the features."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise ShapeError(where, "x must be a floating-point tensor",
+                             got=getattr(x, "dtype", type(x).__name__),
+                             expected="float16/bfloat16/float32/float64",
+                             hint="convert spikes or counts with x.float()")
+        layout = "(B, T, *f)" if lead == 2 else "(B, *f)"
+        inputs = self.input_features()
+        rank = len(inputs) if inputs is not None else self._rank
+        if x.dim() < lead or (rank is not None and x.dim() != rank + lead):
+            raise ShapeError(where, "x has the wrong rank for this neuron", got=tuple(x.shape),
+                             expected=f"{layout}" + ("" if rank is None
+                                                     else f" with {rank} feature dims"),
+                             hint="use .step(x) for (B, *f) and .sequence(x) for (B, T, *f); "
+                                  "time-first data: time_to_batch_first(x)")
+        if inputs and tuple(x.shape[lead:]) != inputs:
+            raise ShapeError(where, "x does not end with this neuron's feature shape",
+                             got=tuple(x.shape),
+                             expected="(" + ", ".join(["B", "T"][:lead] + list(map(str, inputs)))
+                                      + ")",
+                             hint="check the preceding layer's output size, or the neuron's "
+                                  "features=")
 
     # ---------------------------------------------------------------- forward
     def _mode(self, x: Tensor, state: SpikingState | None) -> str:
@@ -461,6 +550,7 @@ class SpikingNeuronBase(nn.Module):
     def step(self, x: Tensor, state: SpikingState | None = None
              ) -> tuple[Tensor, SpikingState]:
         """One time step: ``x`` ``(B, *f)`` -> ``(spikes (B, *f), state)``."""
+        self._check_input(f"{type(self).__name__}.step", x, lead=1)
         x = self.prepare_input(x)
         if state is None:
             state = self.reset_state(x.shape[0], tuple(x.shape[1:]), x.device, x.dtype)
@@ -484,9 +574,7 @@ class SpikingNeuronBase(nn.Module):
         fields named in ``record`` (e.g. ``("v",)``) over time.
         """
         where = f"{type(self).__name__}.sequence"
-        if x.dim() < 2:
-            raise ShapeError(where, "a sequence needs (B, T, ...)", got=tuple(x.shape),
-                             expected="rank >= 2", hint="use .step(x) for one time step")
+        self._check_input(where, x, lead=2)
         x = self.prepare_sequence(x)
         step_shape = torch.Size((x.shape[0], *x.shape[2:]))
         if state is None:
@@ -589,6 +677,13 @@ class AdaptiveLIFNeuron(SpikingNeuronBase):
                               got=self.reset_timing, expected="'immediate'",
                               hint="the carried (peer) timings re-derive the previous spike "
                                    "from the base threshold, which adaptation moves")
+        theta = self.threshold.detach()
+        if theta.numel() and bool((theta < 0).any()):
+            raise ConfigError(where, "a negative threshold is refused for an adaptive "
+                              "threshold (no peer neuron takes one here)",
+                              got=f"min {theta.min().item():.6g}", expected="threshold >= 0",
+                              hint="LIFNeuron accepts a negative threshold, as snnTorch and "
+                                   "SpikingJelly do; here θ + κ·a needs θ >= 0")
         k = _tensor(adapt_scale, "adapt_scale", where)
         _in_range(where, "adapt_scale", k, 0.0, math.inf, "a negative scale lowers the threshold")
         rho = _tensor(adapt_decay, "adapt_decay", where)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
@@ -44,7 +45,7 @@ from brain_ai.core.neurons import (
     SpikingNeuronBase,
 )
 from brain_ai.core.unroll import snn_unroll
-from brain_ai.errors import ConfigError, ShapeError, check_positive
+from brain_ai.errors import ConfigError, DTypeError, ShapeError, check_positive
 from brain_ai.physics.axes import TIME_DIM, batch_to_time_first, time_to_batch_first
 from brain_ai.physics.state import SpikingState, detach_state
 from brain_ai.physics.surrogates import surrogate_from_name
@@ -150,7 +151,7 @@ class SpikingSequential(nn.Sequential):
                 x, states[i] = layer.step(x, states[i])
                 records[name] = (x, states[i].v)  # type: ignore[union-attr]
             else:
-                x = layer(x)
+                x = self._stateless(name, layer, x, layer)
         return x, tuple(states), records
 
     def forward(self, x: Tensor, state: NetState | None = None,
@@ -193,8 +194,26 @@ class SpikingSequential(nn.Sequential):
                 x, states[i], traces = layer.sequence(x, states[i], windows[i], ("v",))
                 spikes[name], membrane[name] = x, traces["v"]
             else:
-                x = fold_time(layer, x)
+                x = self._stateless(name, layer, x, lambda t, m=layer: fold_time(m, t))
         return x, tuple(states), spikes, membrane
+
+    def _stateless(self, name: str, layer: nn.Module, x: Tensor, run: Any) -> Tensor:
+        """``run(x)`` for a stateless layer; its shape/dtype errors name the layer and input."""
+        try:
+            return run(x)  # type: ignore[no-any-return]
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as err:
+            weight = next(layer.parameters(), None)
+            cls = (DTypeError if weight is not None and weight.dtype != x.dtype else ShapeError)
+            raise cls(f"{type(self).__name__}.forward",
+                      f"layer {name!r} ({type(layer).__name__}) refused its input: "
+                      f"{str(err).splitlines()[0]}",
+                      got=f"{tuple(x.shape)} {x.dtype}",
+                      expected=f"what {type(layer).__name__} takes"
+                               + ("" if weight is None else f" ({weight.dtype})"),
+                      hint="check the input's last axes and dtype against the first layers "
+                           "(time-first data: time_to_batch_first(x))") from err
 
 
 # ----------------------------------------------------------------------------------------

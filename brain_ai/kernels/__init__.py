@@ -207,23 +207,35 @@ def fused_multi_step(
         return None
     dt = state.v.dtype
     x = x.to(dt)
-    leak, thr = p.leak.to(dt), p.threshold.to(dt)
-    alpha = p.alpha.to(dt) if p.alpha is not None else None
-    extra = {}
+    # the native op takes the parameters as they are (shape and dtype: it reduces and casts
+    # their gradients step by step, as autograd does); the others in the state's dtype
+    raw = {"leak": p.leak, "threshold": p.threshold, "alpha": p.alpha}
+    extra_raw: dict[str, Tensor | None] = {}
     if c.adapt:
-        extra.update(a0=state.a, kappa=p.adapt_scale.to(dt),  # type: ignore[union-attr]
-                     rho=p.adapt_decay.to(dt))  # type: ignore[union-attr]
+        extra_raw.update(kappa=p.adapt_scale, rho=p.adapt_decay)
     if c.recur:
-        extra.update(p0=state.prev_spk, w_rec=recurrent_weight(p).to(dt))  # type: ignore[union-attr]
-    if c.refractory:
-        extra["ref0"] = state.ref
+        extra_raw["w_rec"] = recurrent_weight(p)
     if c.graded:
-        extra["graded"] = p.graded.to(dt)  # type: ignore[union-attr]
+        extra_raw["graded"] = p.graded
+    states: dict[str, Tensor | None] = {}
+    if c.adapt:
+        states["a0"] = state.a
+    if c.recur:
+        states["p0"] = state.prev_spk
+    if c.refractory:
+        states["ref0"] = state.ref
+
+    def cast(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.to(dt)
+
+    leak, thr, alpha = (cast(raw[k]) for k in ("leak", "threshold", "alpha"))
+    extra = {**states, **{k: cast(t) for k, t in extra_raw.items()}}
     outs = None
     if kernel == "triton" and not compiling and not extra:
         outs = triton_lif.run_dispatched(c, x, state.v, state.i, leak, thr, alpha)
     if outs is None and kernel != "fused" and (not compiling or native.loaded()):
-        outs = native.run_native(c, x, state.v, state.i, leak, thr, alpha, **extra)
+        outs = native.run_native(c, x, state.v, state.i, raw["leak"], raw["threshold"],
+                                 raw["alpha"], **states, **extra_raw)
     if outs is None:
         if compiling:  # the Python loop would be unrolled: trace the reference instead
             return None

@@ -131,29 +131,42 @@ def _reduce(g: Tensor, like: Tensor) -> Tensor:
 
 
 def _charge_grads(c: FusedConfig, g_h: Tensor, v1: Tensor | None, drive: Tensor | None,
-                  leak: Tensor, need_leak: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(g_v1, g_drive, g_leak)`` of :func:`brain_ai.physics.rules.charge`, in autograd's order."""
+                  leak: Tensor, need_leak: bool) -> tuple[list[Tensor], Tensor, Tensor | None]:
+    """``(g_v1 parts, g_drive, g_leak)`` of :func:`brain_ai.physics.rules.charge`.
+
+    The gradient reaches ``v`` once ("beta") or twice (the other charges: ``v`` itself, then
+    through the leak term); the parts come in the order autograd's engine adds them, so that
+    a caller adding other gradients first (the trace's) gets the engine's sum bit for bit.
+    """
     vr = c.v_reset
     if c.charge == "beta":  # h = leak·v + x
-        return g_h * leak, g_h, (g_h * v1 if need_leak else None)
+        return [g_h * leak], g_h, (g_h * v1 if need_leak else None)
     if c.charge == "tau":  # h = v - (v - vr)/τ + x
         g_a = (-g_h) / leak
         g_l = g_h * (((v1 - vr) / leak) / leak) if need_leak else None
-        return g_h + g_a, g_h, g_l
+        return [g_h, g_a], g_h, g_l
     if c.charge == "tau_input":  # h = v + (x - (v - vr))/τ
         g_e = g_h / leak
         g_l = -g_h * (((drive - (v1 - vr)) / leak) / leak) if need_leak else None
-        return g_h + (-g_e), g_e, g_l
+        return [g_h, -g_e], g_e, g_l
     if c.charge == "rate":  # h = v - (v - vr)·q + x
         g_b = -g_h
         g_l = g_b * (v1 - vr) if need_leak else None
-        return g_h + g_b * leak, g_h, g_l
+        return [g_h, g_b * leak], g_h, g_l
     if c.charge != "rate_input":  # unreachable: covers() admits only the names above
         raise NotImplementedError(f"FusedLIF: no gradient for charge {c.charge!r}")
     # "rate_input": h = v + (x - (v - vr))·q
     g_e = g_h * leak
     g_l = g_h * (drive - (v1 - vr)) if need_leak else None
-    return g_h + (-g_e), g_e, g_l
+    return [g_h, -g_e], g_e, g_l
+
+
+def _total(parts: list[Tensor], first: Tensor | None = None) -> Tensor | None:
+    """``first`` and ``parts`` added left to right (the engine's order of arrival)."""
+    out = first
+    for p in parts:
+        out = p if out is None else out + p
+    return out
 
 
 class _SecondOrderUnsupported(torch.autograd.Function):
@@ -388,6 +401,7 @@ class FusedLIF(torch.autograd.Function):
         g_rho = torch.zeros_like(rho) if need_rho else None
         g_w = torch.zeros_like(w_rec) if need_w else None
         g_g = torch.zeros_like(graded) if need_g else None
+        g_parts: list[Tensor] = []  # what step t+1 sends to the stored membrane of step t
         for t in range(steps - 1, -1, -1):
             h = hs[:, t]
             th = ths[t]
@@ -397,9 +411,13 @@ class FusedLIF(torch.autograd.Function):
             need_s = not c.delayed and (c.reset == "zero" or need_the)
             s: Tensor = (ss[t] if ss[t] is not None else _spike(d, c.comparator)
                          ) if need_s else None  # type: ignore[assignment]
+            # the stored membrane's gradient: from outside first (v_T's, the trace's), then
+            # what step t+1's charge sent, in the engine's order
             g_vp = g_v
             if g_tr is not None:
                 g_vp = g_tr[:, t] if g_vp is None else g_vp + g_tr[:, t]
+            g_vp = _total(g_parts, g_vp)
+            g_v = None
             g_s = None if g_spk is None else g_spk[:, t]
             if g_p is not None:  # the output is the next step's recurrent input (or p_T)
                 g_s = g_p if g_s is None else g_s + g_p
@@ -428,9 +446,9 @@ class FusedLIF(torch.autograd.Function):
                         g_s = ds if g_s is None else g_s + ds
                 else:  # zero, immediate: v' = s·vr + (1 - s)·h
                     g_h_reset = g_vp * (1.0 - s)
-                    if not c.detach_reset:
-                        ds = g_vp * vr + (-(g_vp * h))
-                        g_s = ds if g_s is None else g_s + ds
+                    if not c.detach_reset:  # through (1 - s)·h first, then s·vr
+                        ds = -(g_vp * h)
+                        g_s = (ds if g_s is None else g_s + ds) + g_vp * vr
             sg = surrogate.backward(d, g_s) if g_s is not None else None
             if need_the and sg is not None:
                 the_terms.append(-sg)
@@ -440,14 +458,16 @@ class FusedLIF(torch.autograd.Function):
                 g_h = g_h_reset if sg is None else g_h_reset + sg
             if c.refractory:  # h = where(ref > 0, v_reset, h)
                 g_h = torch.where(masks[t], torch.zeros_like(g_h), g_h)
-            # carried reset after the charge: h2 = h - r·θ  |  h - r·(h - vr)
+            # carried reset after the charge: h - r·θ  |  h - r·h' (h' the charge evaluated a
+            # second time, as snnTorch does: its own gradient g_h2)
+            g_h2 = None
             if r is not None and not c.pre:
                 if c.reset == "subtract":
                     if need_thr:
                         thr_terms.append((-g_h) * r)
                 else:
-                    g_h = g_h + (-(g_h * r))
-            g_rec = g_h  # h = charge(v, x) + rec without a synapse
+                    g_h2 = (-g_h) * r
+            g_rec = g_h if g_h2 is None else g_h + g_h2  # h = charge(v, x) + rec, no synapse
             # charge
             v1 = None
             if need_leak:
@@ -461,7 +481,13 @@ class FusedLIF(torch.autograd.Function):
                 v1 = v_prev
                 if r is not None and c.pre:
                     v1 = rules.apply_carried_reset_pre(v_prev, r, c.reset, thr, vr)
-            g_v1, g_drive, g_l = _charge_grads(c, g_h, v1, drives[t], leak, need_leak)
+            parts, g_drive, g_l = _charge_grads(c, g_h, v1, drives[t], leak, need_leak)
+            if g_h2 is not None:  # the engine runs the second evaluation's chain first
+                parts2, g_drive2, g_l2 = _charge_grads(c, g_h2, v1, drives[t], leak, need_leak)
+                parts = parts2 + parts
+                g_drive = g_drive2 + g_drive
+                if g_l2 is not None:
+                    g_leak = g_leak + _reduce(g_l2, leak)
             if g_l is not None:
                 g_leak = g_leak + _reduce(g_l, leak)
             if c.synapse:
@@ -480,11 +506,13 @@ class FusedLIF(torch.autograd.Function):
                 g_p = g_rec * w_rec
             # carried reset before the charge: v1 = v - r·θ  |  (1 - r)·v (+ r·vr)
             if r is not None and c.pre:
+                g_v1 = _total(parts)
                 if c.reset == "subtract":
                     if need_thr:
                         thr_terms.append((-g_v1) * r)
                 else:
                     g_v1 = g_v1 * (1 - r)
+                parts = [g_v1]
             if c.adapt:  # th = θ + κ·a_{t-1};  a_t = ρ·a_{t-1} + s_t
                 g_th = None
                 for term in the_terms:
@@ -505,8 +533,8 @@ class FusedLIF(torch.autograd.Function):
                 thr_terms = the_terms + thr_terms
             for term in thr_terms:  # reduced one by one, in autograd's (reverse) order
                 g_thr = g_thr + _reduce(term, thr)
-            g_v = g_v1
-        g_v0 = g_v if needs[2] else None
+            g_parts = parts
+        g_v0 = _total(g_parts) if needs[2] else None
         g_i0 = g_i_next if (c.synapse and needs[3]) else None
         g_a0 = g_a if (c.adapt and needs[4]) else None
         g_p0 = g_p if (c.recur and needs[5]) else None

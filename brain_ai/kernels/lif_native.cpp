@@ -9,6 +9,7 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/EmptyTensor.h>
+#include <ATen/ExpandUtils.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -27,6 +28,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -49,9 +51,28 @@ class Pool final : public c10::Allocator {
   static constexpr size_t kHeader = 64;               // keeps c10's 64-byte alignment
   static constexpr size_t kMaxBlocks = 64;
 
-  Pool() {
-    const char* env = std::getenv("BRAIN_AI_POOL_MB");
-    limit_ = (env && *env) ? size_t(std::strtoull(env, nullptr, 10)) << 20 : size_t(512) << 20;
+  Pool() : limit_(limit_from_env()) {}
+
+  // $BRAIN_AI_POOL_MB: a whole number of MiB, <= 2^40 (surrounding white space allowed).
+  // brain_ai.kernels.native.pool_limit_mb() refuses anything else before this library is
+  // loaded; here anything else keeps the default rather than reading a prefix ("1e3" -> 1) or
+  // wrapping around ("-1").
+  static size_t limit_from_env() {
+    constexpr size_t kDefault = size_t(512) << 20;
+    constexpr size_t kMaxMB = size_t(1) << 40;
+    auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+    const char* p = std::getenv("BRAIN_AI_POOL_MB");
+    if (p == nullptr) return kDefault;
+    while (space(*p)) ++p;
+    if (*p == '\0') return kDefault;
+    size_t mb = 0;
+    const char* digits = p;
+    for (; *p >= '0' && *p <= '9'; ++p) {
+      mb = mb * 10 + size_t(*p - '0');
+      if (mb > kMaxMB) return kDefault;
+    }
+    while (space(*p)) ++p;
+    return (p == digits || *p != '\0') ? kDefault : mb << 20;
   }
 
   c10::DataPtr allocate(size_t n) override {
@@ -218,85 +239,149 @@ inline void pre_reset(const Cfg& c, const T* r, const T* th, T* v, int64_t len) 
   }
 }
 
-// The surrogate's backward, in the operation order of brain_ai/core/surrogates.py.
-template <typename T>
-void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
-  const double a = c.sp;
-  switch (c.surr) {
-    case ATAN: {  // alpha/2 / (1 + (pi/2*alpha*x)^2) * g
-      const T k1 = T(M_PI / 2 * a), k2 = T(a / 2);
-      for (int64_t k = 0; k < len; ++k) {
-        T y = k1 * x[k];
-        T z = T(1) + y * y;
-        out[k] = ((T(1) / z) * k2) * g[k];
-      }
-      break;
-    }
-    case FAST_SIGMOID: {  // g / (slope*|x| + 1)^2
-      const T k1 = T(a);
-      for (int64_t k = 0; k < len; ++k) {
-        T y = k1 * std::abs(x[k]) + T(1);
-        out[k] = g[k] / (y * y);
-      }
-      break;
-    }
-    case STE:
-      for (int64_t k = 0; k < len; ++k) out[k] = g[k];
-      break;
-    case SIGMOID: {  // g * ((1 - s) * s * alpha), s = sigmoid(alpha*x)
-      const T k1 = T(a);
-      for (int64_t k = 0; k < len; ++k) {
-        T s = T(1) / (T(1) + std::exp(-(k1 * x[k])));
-        out[k] = g[k] * (((T(1) - s) * s) * k1);
-      }
-      break;
-    }
-    case TRIANGULAR: {  // where(x >= 0, -g*thr, g*thr)
-      const T k1 = T(a);
-      for (int64_t k = 0; k < len; ++k) {
-        T y = g[k] * k1;
-        out[k] = x[k] >= T(0) ? -y : y;
-      }
-      break;
-    }
-    case PIECEWISE_QUADRATIC: {  // g * max(alpha - alpha^2*|x|, 0)
-      const T k1 = T(a * a), k2 = T(a);
-      for (int64_t k = 0; k < len; ++k) {
-        T y = k2 - k1 * std::abs(x[k]);
-        out[k] = g[k] * (y < T(0) ? T(0) : y);
-      }
-      break;
-    }
-    case PIECEWISE_EXP: {  // g * (alpha/2 * exp(-alpha*|x|))
-      const T k1 = T(-a), k2 = T(a / 2);
-      for (int64_t k = 0; k < len; ++k) out[k] = g[k] * (k2 * std::exp(k1 * std::abs(x[k])));
-      break;
-    }
-    case SOFT_SIGN: {  // g * 1 / (2*alpha*z*z), z = 1/alpha + |x|
-      const T k1 = T(1 / a), k2 = T(2 * a);
-      for (int64_t k = 0; k < len; ++k) {
-        T z = k1 + std::abs(x[k]);
-        out[k] = g[k] * (T(1) / ((k2 * z) * z));
-      }
-      break;
-    }
-    case SUPER_SPIKE: {  // g * alpha / (z*z), z = 1 + |x|
-      const T k1 = T(a);
-      for (int64_t k = 0; k < len; ++k) {
-        T z = T(1) + std::abs(x[k]);
-        out[k] = g[k] * ((T(1) / (z * z)) * k1);
-      }
-      break;
-    }
-    default: {  // ERF: g * (alpha/sqrt(pi) * exp(-(alpha*x)^2))
-      const T k1 = T(a), k2 = T(a / std::sqrt(M_PI));
-      for (int64_t k = 0; k < len; ++k) {
-        T z = k1 * x[k];
-        out[k] = g[k] * (k2 * std::exp(-z * z));
-      }
-      break;
+constexpr int64_t FWD_BLK = 2048;  // neurons per work item of the fast forward
+constexpr int64_t BWD_BLK = 512;   // and of the fast backward
+
+// The surrogate's backward, in the operation order of brain_ai/physics/surrogates.py.
+template <typename T, int64_t S>
+struct SurrFn {
+  T k1, k2;
+  explicit SurrFn(double a) {
+    if constexpr (S == ATAN) { k1 = T(M_PI / 2 * a); k2 = T(a / 2); }
+    else if constexpr (S == PIECEWISE_QUADRATIC) { k1 = T(a * a); k2 = T(a); }
+    else if constexpr (S == PIECEWISE_EXP) { k1 = T(-a); k2 = T(a / 2); }
+    else if constexpr (S == SOFT_SIGN) { k1 = T(1 / a); k2 = T(2 * a); }
+    else if constexpr (S == ERF) { k1 = T(a); k2 = T(a / std::sqrt(M_PI)); }
+    else { k1 = T(a); k2 = T(0); }
+  }
+  inline T operator()(T x, T g) const {
+    if constexpr (S == ATAN) {
+      const T y = k1 * x;
+      return ((T(1) / (T(1) + y * y)) * k2) * g;
+    } else if constexpr (S == FAST_SIGMOID) {
+      const T y = k1 * std::abs(x) + T(1);
+      return g / (y * y);
+    } else if constexpr (S == STE) {
+      return g;
+    } else if constexpr (S == SIGMOID) {
+      const T sg = T(1) / (T(1) + std::exp(-(k1 * x)));
+      return g * (((T(1) - sg) * sg) * k1);
+    } else if constexpr (S == TRIANGULAR) {
+      const T y = g * k1;
+      return x >= T(0) ? -y : y;
+    } else if constexpr (S == PIECEWISE_QUADRATIC) {
+      const T y = k2 - k1 * std::abs(x);
+      return g * (y < T(0) ? T(0) : y);
+    } else if constexpr (S == PIECEWISE_EXP) {
+      return g * (k2 * std::exp(k1 * std::abs(x)));
+    } else if constexpr (S == SOFT_SIGN) {
+      const T z = k1 + std::abs(x);
+      return g * (T(1) / ((k2 * z) * z));
+    } else if constexpr (S == SUPER_SPIKE) {
+      const T z = T(1) + std::abs(x);
+      return g * ((T(1) / (z * z)) * k1);
+    } else {
+      const T z = k1 * x;
+      return g * (k2 * std::exp(-z * z));
     }
   }
+};
+
+// exp as torch.exp computes it on CPU: MKL's VML (high accuracy mode, as ATen's vml.h calls
+// it) where torch is built with MKL (the symbols are found at load time; without them,
+// std::exp, which may differ in the last bit).
+extern "C" {
+__attribute__((weak)) void vmsExp(int n, const float* a, float* r, long long mode);
+__attribute__((weak)) void vmdExp(int n, const double* a, double* r, long long mode);
+}
+constexpr long long kVmlMode = 0x2 | 0x00140000 | 0x100;  // HA | FTZDAZ_OFF | ERRMODE_IGNORE
+
+inline void exp_row(const float* a, float* r, int64_t n) {
+  if (vmsExp != nullptr) {
+    vmsExp(static_cast<int>(n), a, r, kVmlMode);
+  } else {
+    for (int64_t k = 0; k < n; ++k) r[k] = std::exp(a[k]);
+  }
+}
+
+inline void exp_row(const double* a, double* r, int64_t n) {
+  if (vmdExp != nullptr) {
+    vmdExp(static_cast<int>(n), a, r, kVmlMode);
+  } else {
+    for (int64_t k = 0; k < n; ++k) r[k] = std::exp(a[k]);
+  }
+}
+
+// sg = surrogate'(d)·g over one row (the surrogate is a template argument: one vectorized
+// loop per surrogate, chosen once per row). The exp of piecewise_exp and erf is torch's.
+// With gr (the fast backward): out = gr + sg, the gradient of h (the same-step reset's part
+// first, then the firing's), and sg itself into sg_out where SG.
+template <typename T, int64_t S, bool SG>
+__attribute__((noinline)) void surr_rows(double p, const T* __restrict d,
+                                         const T* __restrict g, const T* __restrict gr,
+                                         T* __restrict out, T* __restrict sg_out, int64_t len) {
+  const SurrFn<T, S> f(p);
+  if constexpr (S == PIECEWISE_EXP || S == ERF) {
+    T arg[BWD_BLK], e[BWD_BLK];
+    if constexpr (S == PIECEWISE_EXP) {  // g·(α/2·exp(-α·|x|))
+      for (int64_t k = 0; k < len; ++k) arg[k] = f.k1 * std::abs(d[k]);
+    } else {  // g·(α/√π·exp(-z·z)), z = α·x
+      for (int64_t k = 0; k < len; ++k) {
+        const T z = f.k1 * d[k];
+        arg[k] = -z * z;
+      }
+    }
+    exp_row(arg, e, len);
+    if (gr != nullptr) {
+      for (int64_t k = 0; k < len; ++k) {
+        const T sg = g[k] * (f.k2 * e[k]);
+        if constexpr (SG) sg_out[k] = sg;
+        out[k] = gr[k] + sg;
+      }
+    } else {
+      for (int64_t k = 0; k < len; ++k) out[k] = g[k] * (f.k2 * e[k]);
+    }
+  } else if (gr != nullptr) {
+    for (int64_t k = 0; k < len; ++k) {
+      const T sg = f(d[k], g[k]);
+      if constexpr (SG) sg_out[k] = sg;
+      out[k] = gr[k] + sg;
+    }
+  } else {
+    for (int64_t k = 0; k < len; ++k) out[k] = f(d[k], g[k]);
+  }
+}
+
+// out = gr + sg (gr nullptr: out = sg), sg also into sg_out unless nullptr.
+template <typename T>
+void surr_row(const Cfg& c, const T* d, const T* g, T* out, int64_t len,
+              const T* gr = nullptr, T* sg_out = nullptr) {
+  auto go = [&](auto fn_sg, auto fn) {
+    if (sg_out) {
+      fn_sg(c.sp, d, g, gr, out, sg_out, len);
+    } else {
+      fn(c.sp, d, g, gr, out, nullptr, len);
+    }
+  };
+  switch (c.surr) {
+    case ATAN: go(surr_rows<T, ATAN, true>, surr_rows<T, ATAN, false>); break;
+    case FAST_SIGMOID: go(surr_rows<T, FAST_SIGMOID, true>, surr_rows<T, FAST_SIGMOID, false>); break;
+    case STE: go(surr_rows<T, STE, true>, surr_rows<T, STE, false>); break;
+    case SIGMOID: go(surr_rows<T, SIGMOID, true>, surr_rows<T, SIGMOID, false>); break;
+    case TRIANGULAR: go(surr_rows<T, TRIANGULAR, true>, surr_rows<T, TRIANGULAR, false>); break;
+    case PIECEWISE_QUADRATIC:
+      go(surr_rows<T, PIECEWISE_QUADRATIC, true>, surr_rows<T, PIECEWISE_QUADRATIC, false>);
+      break;
+    case PIECEWISE_EXP: go(surr_rows<T, PIECEWISE_EXP, true>, surr_rows<T, PIECEWISE_EXP, false>); break;
+    case SOFT_SIGN: go(surr_rows<T, SOFT_SIGN, true>, surr_rows<T, SOFT_SIGN, false>); break;
+    case SUPER_SPIKE: go(surr_rows<T, SUPER_SPIKE, true>, surr_rows<T, SUPER_SPIKE, false>); break;
+    default: go(surr_rows<T, ERF, true>, surr_rows<T, ERF, false>); break;
+  }
+}
+
+template <typename T>
+void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
+  surr_row(c, x, g, out, len);
 }
 
 template <typename T>
@@ -314,6 +399,8 @@ struct FwdArgs {
   const T *ref0 = nullptr, *g = nullptr;
   T* refT = nullptr;
   int64_t grs = 0;
+  uint8_t* rbits = nullptr;  // carried resets r_t, one bit each (compensated, fast loop)
+  int64_t NB = 0;            // bytes per (b, t) row of rbits: ceil(N / 8)
 };
 
 // The rows of batch row b, neurons n0.., of every parameter (leak, θ, α, κ, ρ, w, g; nullptr
@@ -423,11 +510,36 @@ void fwd_block(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (c.refr) for (int64_t k = 0; k < len; ++k) a.refT[base + k] = rf[k];
 }
 
+// Parameter gradients, as autograd computes them: each use of a parameter in a step gives a
+// term (B, *f) that is summed to the parameter's shape on its own (at::sum_to, what autograd's
+// engine calls), and the sums are added in the order autograd's engine adds them: step by
+// step in reverse time, within a step in the order of the slots below. The loops write the
+// terms into a (T, S, B, N) buffer; lif_backward reduces it (reduce_terms).
+struct Slots {
+  int64_t S = 0;  // slots per step
+  // slot of each term (-1: not computed). Leak: l1 (charge), l2 (the second evaluation of the
+  // charge of snnTorch's zero reset, whose term autograd adds first). Threshold: A (same-step
+  // subtract reset), B (firing), C (carried reset after the charge), D (before it), E (the
+  // compared threshold θ + κ·a, adaptation). Then α, κ, ρ, w, graded factor.
+  int64_t l1 = -1, l2 = -1, thA = -1, thB = -1, thC = -1, thD = -1, thE = -1;
+  int64_t al = -1, kp = -1, rh = -1, w = -1, g = -1;
+  // per parameter (leak, θ, α, κ, ρ, w, g): its slots in the order autograd adds them
+  std::vector<int64_t> order[7];
+};
+
+template <typename T>
+struct Terms {
+  T* base = nullptr;
+  int64_t S = 0, B = 0, N = 0;
+  T* row(int64_t t, int64_t slot, int64_t b, int64_t n0) const {
+    return base + ((t * S + slot) * B + b) * N + n0;
+  }
+};
+
 template <typename T>
 struct BwdArgs {
   const T *h, *gspk, *gvT, *giT, *gtr, *v0, *i0, *x, *leak, *th, *al;
   T *gx, *gv0, *gi0;
-  double *gleak, *gth, *gal;
   int64_t T_, N;
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
   int64_t xsb, xst;       // strides of x over batch and time
@@ -436,11 +548,14 @@ struct BwdArgs {
   const T *gaT = nullptr, *gpT = nullptr, *a0 = nullptr, *p0 = nullptr, *kp = nullptr,
           *rh = nullptr, *w = nullptr;
   T *ga0 = nullptr, *gp0 = nullptr;
-  double *gk = nullptr, *gr = nullptr, *gw = nullptr;
   int64_t krs = 0, rrs = 0, wrs = 0;
   const T *ref0 = nullptr, *g = nullptr;  // refractory counter, graded-spike factor
-  double* gg = nullptr;
   int64_t grs = 0;
+  const uint8_t* rbits = nullptr;  // carried resets r_t saved by the forward (compensated)
+  int64_t NB = 0;                  // bytes per (b, t) row of rbits
+  int64_t B = 0;
+  const Slots* sl = nullptr;  // where the parameter terms go
+  Terms<T> tm;
 };
 
 // Scratch rows of one backward work item, kept per thread across calls.
@@ -459,7 +574,8 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   T gv[BLK], gi[BLK], r[BLK], d[BLK], s[BLK], gs[BLK], ghr[BLK], sg[BLK], gh[BLK], gv1[BLK],
       gd[BLK], vp[BLK], v1[BLK], hp[BLK], sp[BLK], rp[BLK], ga[BLK], gp[BLK], the[BLK],
       thq[BLK], gte[BLK], ad[BLK], grc[BLK], rf[BLK];
-  double accl[BLK], acct[BLK], acca[BLK], acck[BLK], accr[BLK], accw[BLK], accg[BLK];
+  const Slots& sl = *a.sl;
+  auto term = [&](int64_t t, int64_t slot) { return a.tm.row(t, slot, b, n0); };
   const int64_t Tn = a.T_, N = a.N;
   const int64_t base = b * N + n0;
   const ParamRows<T> pm(c, a, b, n0);
@@ -467,8 +583,8 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
           *gg = pm.gg;
   const T vr = T(c.vr);
   const T R = T(c.refr);
-  const bool need_leak = a.gleak != nullptr, need_th = a.gth != nullptr;
-  const bool need_al = a.gal != nullptr;
+  const bool need_leak = sl.l1 >= 0, need_th = !sl.order[1].empty();
+  const bool need_al = sl.al >= 0;
   // the gradient w.r.t. the threshold compared (θ + κ·a) feeds a's recursion too
   const bool need_te = need_th || c.adapt;
   const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
@@ -479,7 +595,6 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     gi[k] = (c.syn && a.giT) ? a.giT[base + k] : T(0);
     ga[k] = (c.adapt && a.gaT) ? a.gaT[base + k] : T(0);
     gp[k] = (c.recur && a.gpT) ? a.gpT[base + k] : T(0);
-    accl[k] = acct[k] = acca[k] = acck[k] = accr[k] = accw[k] = accg[k] = 0.0;
   }
   // Forward scan: the carried resets of the compensated timings; with adaptation or
   // recurrence also a_{t-1} and the spikes (s_t = H(h_t - θ - κ·a_{t-1}) needs a_{t-1}).
@@ -604,7 +719,10 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     }
     if (c.recur) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + gp[k];  // out_t feeds t+1
     if (c.graded) {  // out = s·g
-      if (a.gg) for (int64_t k = 0; k < len; ++k) accg[k] += double(gs[k] * s[k]);
+      if (sl.g >= 0) {
+        T* o = term(t, sl.g);
+        for (int64_t k = 0; k < len; ++k) o[k] = gs[k] * s[k];
+      }
       for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] * gg[k];
     }
     if (c.adapt) for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + ga[k];  // a_t = ρ·a + s_t
@@ -646,15 +764,22 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
     if (need_te) {
       if (c.adapt) {
         for (int64_t k = 0; k < len; ++k) gte[k] = gte[k] + (-sg[k]);
-      } else {  // the threshold terms reduced one by one, in autograd's (reverse) order
-        for (int64_t k = 0; k < len; ++k) acct[k] += double(gte[k]);
-        for (int64_t k = 0; k < len; ++k) acct[k] -= double(sg[k]);
+      } else if (need_th) {  // the threshold terms, each reduced on its own
+        if (sl.thA >= 0) {
+          T* o = term(t, sl.thA);
+          for (int64_t k = 0; k < len; ++k) o[k] = gte[k];
+        }
+        T* o = term(t, sl.thB);
+        for (int64_t k = 0; k < len; ++k) o[k] = -sg[k];
       }
     }
     // carried reset after the charge
     if (c.carried() && !c.pre()) {
       if (c.reset == SUBTRACT) {
-        if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double((-gh[k]) * r[k]);
+        if (need_th) {
+          T* o = term(t, sl.thC);
+          for (int64_t k = 0; k < len; ++k) o[k] = (-gh[k]) * r[k];
+        }
       } else {
         for (int64_t k = 0; k < len; ++k) gh[k] = gh[k] + (-(gh[k] * r[k]));
       }
@@ -666,6 +791,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       if (c.carried() && c.pre()) pre_reset(c, r, th, v1, len);
     }
     const T* drv = need_drive ? sc.ibuf.data() + (t + 1) * len : nullptr;
+    T* tl = need_leak ? term(t, sl.l1) : nullptr;
     // charge
     switch (c.charge) {
       case BETA:
@@ -673,7 +799,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
           gv1[k] = gh[k] * lk[k];
           gd[k] = gh[k];
         }
-        if (need_leak) for (int64_t k = 0; k < len; ++k) accl[k] += double(gh[k] * v1[k]);
+        if (need_leak) for (int64_t k = 0; k < len; ++k) tl[k] = gh[k] * v1[k];
         break;
       case TAU:
         for (int64_t k = 0; k < len; ++k) {
@@ -682,7 +808,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         }
         if (need_leak) {
           for (int64_t k = 0; k < len; ++k)
-            accl[k] += double(gh[k] * (((v1[k] - vr) / lk[k]) / lk[k]));
+            tl[k] = gh[k] * (((v1[k] - vr) / lk[k]) / lk[k]);
         }
         break;
       case TAU_INPUT:
@@ -693,7 +819,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         }
         if (need_leak) {
           for (int64_t k = 0; k < len; ++k)
-            accl[k] += double((-gh[k]) * (((drv[k] - (v1[k] - vr)) / lk[k]) / lk[k]));
+            tl[k] = (-gh[k]) * (((drv[k] - (v1[k] - vr)) / lk[k]) / lk[k]);
         }
         break;
       case RATE:
@@ -702,7 +828,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
           gd[k] = gh[k];
         }
         if (need_leak) {
-          for (int64_t k = 0; k < len; ++k) accl[k] += double((-gh[k]) * (v1[k] - vr));
+          for (int64_t k = 0; k < len; ++k) tl[k] = (-gh[k]) * (v1[k] - vr);
         }
         break;
       default:
@@ -712,7 +838,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
           gd[k] = ge;
         }
         if (need_leak) {
-          for (int64_t k = 0; k < len; ++k) accl[k] += double(gh[k] * (drv[k] - (v1[k] - vr)));
+          for (int64_t k = 0; k < len; ++k) tl[k] = gh[k] * (drv[k] - (v1[k] - vr));
         }
         break;
     }
@@ -720,7 +846,8 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       for (int64_t k = 0; k < len; ++k) gd[k] = gd[k] + gi[k];
       if (need_al) {
         const T* ip = sc.ibuf.data() + t * len;  // i_{t-1}
-        for (int64_t k = 0; k < len; ++k) acca[k] += double(gd[k] * ip[k]);
+        T* o = term(t, sl.al);
+        for (int64_t k = 0; k < len; ++k) o[k] = gd[k] * ip[k];
       }
       for (int64_t k = 0; k < len; ++k) gi[k] = gd[k] * al[k];
       if (c.recur) for (int64_t k = 0; k < len; ++k) grc[k] = gd[k];  // i = α·i + x + rec
@@ -730,24 +857,37 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       for (int64_t k = 0; k < len; ++k) g[k] = gd[k];
     }
     if (c.recur) {  // rec = p_{t-1}·w
-      if (a.gw) {
-        for (int64_t k = 0; k < len; ++k) accw[k] += double(grc[k] * prev_out(t, k));
+      if (sl.w >= 0) {
+        T* o = term(t, sl.w);
+        for (int64_t k = 0; k < len; ++k) o[k] = grc[k] * prev_out(t, k);
       }
       for (int64_t k = 0; k < len; ++k) gp[k] = grc[k] * w[k];
     }
     // carried reset before the charge
     if (c.carried() && c.pre()) {
       if (c.reset == SUBTRACT) {
-        if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double((-gv1[k]) * r[k]);
+        if (need_th) {
+          T* o = term(t, sl.thD);
+          for (int64_t k = 0; k < len; ++k) o[k] = (-gv1[k]) * r[k];
+        }
       } else {
         for (int64_t k = 0; k < len; ++k) gv1[k] = gv1[k] * (T(1) - r[k]);
       }
     }
     if (c.adapt) {  // θ_t = θ + κ·a_{t-1};  a_t = ρ·a_{t-1} + s_t
       const T* at = sc.abuf.data() + t * len;
-      if (a.gr) for (int64_t k = 0; k < len; ++k) accr[k] += double(ga[k] * at[k]);
-      if (a.gk) for (int64_t k = 0; k < len; ++k) acck[k] += double(gte[k] * at[k]);
-      if (need_th) for (int64_t k = 0; k < len; ++k) acct[k] += double(gte[k]);
+      if (sl.rh >= 0) {
+        T* o = term(t, sl.rh);
+        for (int64_t k = 0; k < len; ++k) o[k] = ga[k] * at[k];
+      }
+      if (sl.kp >= 0) {
+        T* o = term(t, sl.kp);
+        for (int64_t k = 0; k < len; ++k) o[k] = gte[k] * at[k];
+      }
+      if (need_th) {
+        T* o = term(t, sl.thE);
+        for (int64_t k = 0; k < len; ++k) o[k] = gte[k];
+      }
       for (int64_t k = 0; k < len; ++k) ga[k] = ga[k] * rh[k] + gte[k] * kp[k];
     }
     for (int64_t k = 0; k < len; ++k) gv[k] = gv1[k];
@@ -756,13 +896,6 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
   if (a.gi0) for (int64_t k = 0; k < len; ++k) a.gi0[base + k] = gi[k];
   if (a.ga0) for (int64_t k = 0; k < len; ++k) a.ga0[base + k] = ga[k];
   if (a.gp0) for (int64_t k = 0; k < len; ++k) a.gp0[base + k] = gp[k];
-  if (need_leak) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
-  if (need_th) for (int64_t k = 0; k < len; ++k) a.gth[base + k] = acct[k];
-  if (need_al) for (int64_t k = 0; k < len; ++k) a.gal[base + k] = acca[k];
-  if (a.gk) for (int64_t k = 0; k < len; ++k) a.gk[base + k] = acck[k];
-  if (a.gr) for (int64_t k = 0; k < len; ++k) a.gr[base + k] = accr[k];
-  if (a.gw) for (int64_t k = 0; k < len; ++k) a.gw[base + k] = accw[k];
-  if (a.gg) for (int64_t k = 0; k < len; ++k) a.gg[base + k] = accg[k];
 }
 
 // Threads and stragglers. Items (batch row x neuron block) are claimed one chunk at a time
@@ -843,243 +976,543 @@ void for_blocks(int64_t B, int64_t T_, int64_t N, int64_t blk, const F& fn) {
   }
 }
 
-// ---------------------------------------------------------------- fast paths
-// The common case, one loop per step with every rule fixed at compile time: charge "beta",
-// no carried reset (timing "immediate", or reset "none"), no synapse; backward also without
-// learnable leak/threshold. Same operations in the same order as the generic blocks above.
-constexpr int64_t FAST_BLK = 2048;
+// ---------------------------------------------------------------- fast loops
+// Every rule of the table (charge x reset x timing x comparator) without a synapse,
+// adaptation, recurrence, refractory period or graded spikes. The rules are template
+// arguments (the comparator too in the forward), so each step is one loop over the neurons of
+// a block with no branch left in it, which vectorizes. Same operations in the same order as
+// rules.py (forward) and as autograd's engine (backward: where a tensor is used more than
+// once in a step, its gradients are added in the order the engine adds them; see bwd_rule).
 constexpr int64_t PREFETCH = 4;  // steps ahead
 
-bool fast_fwd_ok(const Cfg& c) {
-  return c.charge == BETA && !c.carried() && !c.syn && !c.adapt && !c.recur && !c.refr &&
-         !c.graded;
+template <int64_t V>
+using IC = std::integral_constant<int64_t, V>;
+
+// rules.py's predicates, at compile time.
+template <int64_t RS, int64_t TM>
+struct RuleOf {
+  static constexpr bool carried = RS != NONE && TM != IMMEDIATE;
+  static constexpr bool pre = carried && (TM == DELAYED_PRE || TM == COMPENSATED_PRE);
+  static constexpr bool comp = carried && (TM == COMPENSATED || TM == COMPENSATED_PRE);
+  static constexpr bool stores_h = RS == NONE || TM == DELAYED || TM == DELAYED_PRE;
+  // snnTorch's zero reset after the charge, h - r·h': the charge evaluated twice
+  static constexpr bool two = carried && !pre && RS == ZERO;
+};
+
+bool fast_ok(const Cfg& c) { return !c.syn && !c.adapt && !c.recur && !c.refr && !c.graded; }
+
+// f(IC<charge>, IC<reset>, IC<timing>) for the rules of c (reset "none": timing "immediate").
+template <typename F>
+void with_rule(const Cfg& c, const F& f) {
+  auto by_reset = [&](auto ch) {
+    auto by_timing = [&](auto rs) {
+      switch (c.timing) {
+        case IMMEDIATE: f(ch, rs, IC<IMMEDIATE>{}); break;
+        case DELAYED: f(ch, rs, IC<DELAYED>{}); break;
+        case DELAYED_PRE: f(ch, rs, IC<DELAYED_PRE>{}); break;
+        case COMPENSATED: f(ch, rs, IC<COMPENSATED>{}); break;
+        default: f(ch, rs, IC<COMPENSATED_PRE>{}); break;
+      }
+    };
+    if (c.reset == NONE) {
+      f(ch, IC<NONE>{}, IC<IMMEDIATE>{});
+    } else if (c.reset == SUBTRACT) {
+      by_timing(IC<SUBTRACT>{});
+    } else {
+      by_timing(IC<ZERO>{});
+    }
+  };
+  switch (c.charge) {
+    case BETA: by_reset(IC<BETA>{}); break;
+    case TAU: by_reset(IC<TAU>{}); break;
+    case TAU_INPUT: by_reset(IC<TAU_INPUT>{}); break;
+    case RATE: by_reset(IC<RATE>{}); break;
+    default: by_reset(IC<RATE_INPUT>{}); break;
+  }
 }
 
-template <typename T, int64_t RS>
-void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
-  T v[FAST_BLK];
+// H(d) with the comparator a runtime flag; bitwise operators, not || and &&, so that no
+// branch is left (a branch on the data would keep the loop from vectorizing).
+template <typename T>
+inline T heav_rt(T d, bool ge) {
+  return ((d > T(0)) | (ge & (d == T(0)))) ? T(1) : T(0);
+}
+
+// rules.charge, in its operation order.
+template <int64_t CH, typename T>
+inline T charge_of(T v, T x, T l, T vr) {
+  if constexpr (CH == BETA) {
+    return l * v + x;
+  } else if constexpr (CH == TAU) {
+    return v - (v - vr) / l + x;
+  } else if constexpr (CH == TAU_INPUT) {
+    return v + (x - (v - vr)) / l;
+  } else if constexpr (CH == RATE) {
+    return v - (v - vr) * l + x;
+  } else {
+    return v + (x - (v - vr)) * l;
+  }
+}
+
+// rules.apply_carried_reset_pre.
+template <int64_t RS, typename T>
+inline T pre_of(T v, T r, T th, T vr, bool vr0) {
+  if constexpr (RS == SUBTRACT) {
+    return v - r * th;
+  } else {
+    const T o = (T(1) - r) * v;
+    return vr0 ? o : o + r * vr;
+  }
+}
+
+// rules.apply_reset: the stored membrane. (For v_reset = 0, h - x·(h - 0) has the bits of
+// rules.py's h - x·h: h - 0 is h, signed zeros included.)
+template <int64_t RS, int64_t TM, typename T>
+inline T stored_of(T h, T s, T r, T th, T vr) {
+  using R = RuleOf<RS, TM>;
+  if constexpr (R::stores_h) {
+    return h;
+  } else if constexpr (!R::carried) {
+    if constexpr (RS == SUBTRACT) {
+      return h - s * th;
+    } else {
+      return s * vr + (T(1) - s) * h;
+    }
+  } else {
+    const T dr = s - r;
+    if constexpr (RS == SUBTRACT) {
+      return h - dr * th;
+    } else {
+      return h - dr * (h - vr);
+    }
+  }
+}
+
+// The carried resets of the compensated timings, saved one bit per neuron-step (bit j of byte
+// i: neuron 8i + j of the row; blocks start at multiples of 8).
+template <typename T>
+__attribute__((noinline)) void pack_bits(const T* __restrict r, uint8_t* __restrict out,
+                                         int64_t len) {
+  alignas(64) uint8_t u8[FWD_BLK + 8];
+  for (int64_t k = 0; k < len; ++k) u8[k] = r[k] != T(0);  // one byte each (vectorized)
+  for (int64_t k = len; k < ((len + 7) & ~int64_t(7)); ++k) u8[k] = 0;
+  for (int64_t i = 0; i < (len + 7) / 8; ++i) {  // 8 bytes of 0/1 -> 8 bits
+    uint64_t x;
+    std::memcpy(&x, u8 + 8 * i, 8);
+    out[i] = static_cast<uint8_t>((x * 0x0102040810204080ULL) >> 56);
+  }
+}
+
+template <typename T>
+__attribute__((noinline)) void unpack_bits(const uint8_t* __restrict in, T* __restrict r,
+                                           int64_t len) {
+  alignas(64) uint8_t u8[FWD_BLK + 8];
+  for (int64_t i = 0; i < (len + 7) / 8; ++i) {  // 8 bits -> 8 bytes of 0/1
+    const uint64_t y = (uint64_t(in[i]) * 0x0101010101010101ULL) & 0x8040201008040201ULL;
+    const uint64_t w = ((y + 0x7F7F7F7F7F7F7F7FULL) >> 7) & 0x0101010101010101ULL;
+    std::memcpy(u8 + 8 * i, &w, 8);
+  }
+  for (int64_t k = 0; k < len; ++k) r[k] = T(u8[k]);  // vectorized
+}
+
+// One step of one block. A function of its own, with restrict-qualified arguments: inlined
+// into the time loop, where its output rows are picked per call (an output that is not wanted
+// goes to a scratch row), the compiler gives up vectorizing it.
+template <typename T, int64_t CH, int64_t RS, int64_t TM>
+__attribute__((noinline)) void fwd_step(const T* __restrict xt, const T* __restrict lk,
+                                        const T* __restrict th, T* __restrict v,
+                                        T* __restrict so, T* __restrict ho, T* __restrict to,
+                                        T* __restrict rrow, int64_t len, T vr, bool vr0,
+                                        bool ge) {
+  using R = RuleOf<RS, TM>;
+  for (int64_t k = 0; k < len; ++k) {
+    T vk = v[k];
+    T r = T(0);
+    if constexpr (R::carried) r = heav_rt(vk - th[k], ge);
+    if constexpr (R::pre) {
+      if constexpr (RS == SUBTRACT) {
+        vk = vk - r * th[k];
+      } else {  // (1 - r)·v, then + r·vr where v_reset != 0 (a select: no branch)
+        const T o = (T(1) - r) * vk;
+        const T o2 = o + r * vr;
+        vk = vr0 ? o : o2;
+      }
+    }
+    T hh = charge_of<CH>(vk, xt[k], lk[k], vr);
+    if constexpr (R::carried && !R::pre) {
+      if constexpr (RS == SUBTRACT) {
+        hh = hh - r * th[k];
+      } else {
+        hh = hh - r * (hh - vr);
+      }
+    }
+    const T sk = heav_rt(hh - th[k], ge);
+    const T vn = stored_of<RS, TM>(hh, sk, r, th[k], vr);
+    v[k] = vn;
+    so[k] = sk;
+    ho[k] = hh;
+    to[k] = vn;
+    rrow[k] = r;
+  }
+}
+
+template <typename T, int64_t CH, int64_t RS, int64_t TM>
+void fwd_rule(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
+  using R = RuleOf<RS, TM>;
+  T v[FWD_BLK], sink[FWD_BLK], sink2[FWD_BLK], rrow[FWD_BLK];
   const int64_t base = b * a.N + n0;
-  const T* __restrict lk = a.leak + b * a.lrs + n0;
-  const T* __restrict th = a.th + b * a.trs + n0;
+  const T* lk = a.leak + b * a.lrs + n0;
+  const T* th = a.th + b * a.trs + n0;
   const T vr = T(c.vr);
-  const bool ge = c.ge;
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
-    const T* __restrict xt = a.x + b * a.xsb + t * a.xst + n0;
-    T* __restrict so = a.spk + off;
-    T* __restrict ho = a.h ? a.h + off : nullptr;
-    T* __restrict to = a.trace ? a.trace + off : nullptr;
-    for (int64_t k = 0; k < len; ++k) {
-      const T hh = lk[k] * v[k] + xt[k];
-      const T d = hh - th[k];
-      const T sk = ge ? (d >= T(0) ? T(1) : T(0)) : (d > T(0) ? T(1) : T(0));
-      T vn;
-      if constexpr (RS == SUBTRACT) {
-        vn = hh - sk * th[k];
-      } else if constexpr (RS == ZERO) {
-        vn = sk * vr + (T(1) - sk) * hh;
-      } else {
-        vn = hh;
-      }
-      v[k] = vn;
-      so[k] = sk;
-      if (ho) ho[k] = hh;
-      if (to) to[k] = vn;
+    fwd_step<T, CH, RS, TM>(a.x + b * a.xsb + t * a.xst + n0, lk, th, v, a.spk + off,
+                            a.h ? a.h + off : sink, a.trace ? a.trace + off : sink2, rrow, len,
+                            vr, c.vr == 0.0, c.ge);
+    if (R::comp && a.rbits) {  // the carried resets, for the backward: one bit each
+      pack_bits(rrow, a.rbits + (b * a.T_ + t) * a.NB + n0 / 8, len);
     }
   }
   for (int64_t k = 0; k < len; ++k) a.vT[base + k] = v[k];
 }
 
-// Surrogate functors (same formulas and order as surrogate() above).
-template <typename T, int64_t S>
-struct SurrFn {
-  T k1, k2;
-  explicit SurrFn(double a) {
-    if constexpr (S == ATAN) { k1 = T(M_PI / 2 * a); k2 = T(a / 2); }
-    else if constexpr (S == PIECEWISE_QUADRATIC) { k1 = T(a * a); k2 = T(a); }
-    else if constexpr (S == PIECEWISE_EXP) { k1 = T(-a); k2 = T(a / 2); }
-    else if constexpr (S == SOFT_SIGN) { k1 = T(1 / a); k2 = T(2 * a); }
-    else if constexpr (S == ERF) { k1 = T(a); k2 = T(a / std::sqrt(M_PI)); }
-    else { k1 = T(a); k2 = T(0); }
-  }
-  inline T operator()(T x, T g) const {
-    if constexpr (S == ATAN) {
-      const T y = k1 * x;
-      return ((T(1) / (T(1) + y * y)) * k2) * g;
-    } else if constexpr (S == FAST_SIGMOID) {
-      const T y = k1 * std::abs(x) + T(1);
-      return g / (y * y);
-    } else if constexpr (S == STE) {
-      return g;
-    } else if constexpr (S == SIGMOID) {
-      const T sg = T(1) / (T(1) + std::exp(-(k1 * x)));
-      return g * (((T(1) - sg) * sg) * k1);
-    } else if constexpr (S == TRIANGULAR) {
-      const T y = g * k1;
-      return x >= T(0) ? -y : y;
-    } else if constexpr (S == PIECEWISE_QUADRATIC) {
-      const T y = k2 - k1 * std::abs(x);
-      return g * (y < T(0) ? T(0) : y);
-    } else if constexpr (S == PIECEWISE_EXP) {
-      return g * (k2 * std::exp(k1 * std::abs(x)));
-    } else if constexpr (S == SOFT_SIGN) {
-      const T z = k1 + std::abs(x);
-      return g * (T(1) / ((k2 * z) * z));
-    } else if constexpr (S == SUPER_SPIKE) {
-      const T z = T(1) + std::abs(x);
-      return g * ((T(1) / (z * z)) * k1);
-    } else {
-      const T z = k1 * x;
-      return g * (k2 * std::exp(-z * z));
-    }
-  }
-};
-
 template <typename T>
-bool fast_bwd_ok(const Cfg& c, const BwdArgs<T>& a) {
-  return fast_fwd_ok(c) && !a.gal;
+void fwd_fast(const Cfg& c, const FwdArgs<T>& a, int64_t B) {
+  with_rule(c, [&](auto ch, auto rs, auto tm) {
+    auto go = [&](auto fn) {
+      for_blocks(B, a.T_, a.N, FWD_BLK, [&](int64_t b, int64_t n0, int64_t len) {
+        fn(c, a, b, n0, len);
+      });
+    };
+    go(fwd_rule<T, decltype(ch)::value, decltype(rs)::value, decltype(tm)::value>);
+  });
 }
 
-template <typename T, int64_t RS, int64_t S>
-void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
-  // Every per-call choice is hoisted out of the inner loop, so that it vectorizes: a spike
-  // gradient broadcast from one value reads a row filled with it, a missing input gradient
-  // goes to a scratch row, the trace gradient is added to gv in a pass of its own (the same
-  // sum as inline), detach_reset and the comparator are selects. Learnable leak/threshold:
-  // the loop also keeps g_v' and the surrogate term of the step in rows, and passes of their
-  // own accumulate the parameter gradients with the terms and order of bwd_block.
-  T gv[FAST_BLK], gsrow[FAST_BLK], gxrow[FAST_BLK], gvprow[FAST_BLK], sgrow[FAST_BLK];
-  const bool need_l = a.gleak != nullptr, need_t = a.gth != nullptr;
-  thread_local std::vector<double> acc;
-  double* accl = nullptr;
-  double* acct = nullptr;
-  if (need_l || need_t) {
-    acc.assign(static_cast<size_t>(2 * len), 0.0);
-    accl = acc.data();
-    acct = acc.data() + len;
+// The charge's backward for the gradient g of h: the gradients it sends to the membrane before
+// the charge, in the order autograd's engine delivers them (qa: the v term itself, qb: the
+// leak term's v, absent for "beta"), and to the drive x.
+template <int64_t CH, typename T>
+inline void charge_bwd(T g, T l, T& qa, T& qb, T& gx) {
+  if constexpr (CH == BETA) {  // h = l·v + x
+    qa = g * l;
+    qb = T(0);
+    gx = g;
+  } else if constexpr (CH == TAU) {  // h = (v - (v - vr)/l) + x
+    qa = g;
+    qb = (-g) / l;
+    gx = g;
+  } else if constexpr (CH == TAU_INPUT) {  // h = v + (x - (v - vr))/l
+    const T ge = g / l;
+    qa = g;
+    qb = -ge;
+    gx = ge;
+  } else if constexpr (CH == RATE) {  // h = (v - (v - vr)·l) + x
+    qa = g;
+    qb = (-g) * l;
+    gx = g;
+  } else {  // h = v + (x - (v - vr))·l
+    const T ge = g * l;
+    qa = g;
+    qb = -ge;
+    gx = ge;
   }
-  const int64_t base = b * a.N + n0;
-  const T* __restrict lk = a.leak + b * a.lrs + n0;
-  const T* __restrict th = a.th + b * a.trs + n0;
+}
+
+// The leak's term of one charge: g·∂h/∂l, as autograd's Mul/Div backward computes it.
+template <int64_t CH, typename T>
+inline T leak_term(T g, T v1, T x, T l, T vr) {
+  if constexpr (CH == BETA) {
+    return g * v1;
+  } else if constexpr (CH == TAU) {
+    return g * (((v1 - vr) / l) / l);
+  } else if constexpr (CH == TAU_INPUT) {
+    return (-g) * (((x - (v1 - vr)) / l) / l);
+  } else if constexpr (CH == RATE) {
+    return (-g) * (v1 - vr);
+  } else {
+    return g * (x - (v1 - vr));
+  }
+}
+
+// The stored membrane before step t (v_{t-1}, from h_{t-1}; v0 at t = 0) and the carried reset
+// r_t of the delayed timings, H(v_{t-1} - θ) (the compensated ones read theirs from rbits).
+template <typename T, int64_t RS, int64_t TM>
+__attribute__((noinline)) void bwd_prev(const T* __restrict hq, const uint8_t* __restrict rq,
+                                        const uint8_t* __restrict rt, const T* __restrict v0,
+                                        const T* __restrict th, T* __restrict vp,
+                                        T* __restrict rr, int64_t len, T vr, bool ge,
+                                        bool need_vp) {
+  using R = RuleOf<RS, TM>;
+  T rpr[BWD_BLK];  // r_{t-1} (compensated)
+  if (need_vp) {
+    if (R::comp && hq != nullptr) unpack_bits(rq, rpr, len);
+    if (hq != nullptr) {
+      for (int64_t k = 0; k < len; ++k) {
+        const T hp = hq[k];
+        const T sp = heav_rt(hp - th[k], ge);
+        const T rp = R::comp ? rpr[k] : T(0);
+        vp[k] = stored_of<RS, TM>(hp, sp, rp, th[k], vr);
+      }
+    } else {
+      for (int64_t k = 0; k < len; ++k) vp[k] = v0[k];
+    }
+  }
+  if constexpr (R::comp) {
+    unpack_bits(rt, rr, len);
+  } else if constexpr (R::carried) {
+    for (int64_t k = 0; k < len; ++k) rr[k] = heav_rt(vp[k] - th[k], ge);
+  }
+}
+
+// Pass A of a step: the gradient g of the stored membrane v_t (outside gradient e first, then
+// the arrivals q from step t+1, in order; kept in gvr for the threshold's terms), d = h - θ,
+// the spike's gradient (the outside one, then the same-step reset's, in the engine's order)
+// and the same-step reset's part gr of h's gradient. After this pass h[t] is not read again.
+template <typename T, int64_t CH, int64_t RS, int64_t TM, int64_t NQ>
+__attribute__((noinline)) void bwd_pass_a(const T* __restrict e, const T* __restrict q,
+                                          const T* __restrict ht, const T* __restrict th,
+                                          const T* __restrict gso, const T* __restrict rr,
+                                          T* __restrict gvr, T* __restrict drow,
+                                          T* __restrict gsr, T* __restrict grr, int64_t len,
+                                          T vr, bool detach, bool ge) {
+  using R = RuleOf<RS, TM>;
+  for (int64_t k = 0; k < len; ++k) {
+    T g = e[k] + q[k];
+    if constexpr (NQ > 1) g = g + q[BWD_BLK + k];
+    if constexpr (NQ > 2) g = g + q[2 * BWD_BLK + k];
+    if constexpr (NQ > 3) g = g + q[3 * BWD_BLK + k];
+    gvr[k] = g;
+    const T hh = ht[k];
+    const T d = hh - th[k];
+    drow[k] = d;
+    T gs = gso[k];
+    T gr = g;
+    if constexpr (!R::stores_h) {  // the same-step reset: its gradient to the spike and to h
+      T gsd;
+      if constexpr (RS == SUBTRACT) {  // h - s·θ, h - (s - r)·θ
+        gsd = gs + (-g) * th[k];
+      } else if constexpr (!R::carried) {  // s·vr + (1 - s)·h: through (1 - s)·h first
+        gsd = (gs + (-(g * hh))) + g * vr;
+        gr = g * (T(1) - heav_rt(d, ge));
+      } else {  // h - (s - r)·(h - vr)
+        gsd = gs + (-g) * (hh - vr);
+        gr = g + (-g) * (heav_rt(d, ge) - rr[k]);
+      }
+      gs = detach ? gs : gsd;
+    }
+    gsr[k] = gs;
+    grr[k] = gr;
+  }
+}
+
+// Pass B of a step: from the gradient gh of h, through the carried reset and the charge: the
+// input's gradient, and the arrivals q at v_{t-1}.
+template <typename T, int64_t CH, int64_t RS, int64_t TM, int64_t NQ>
+__attribute__((noinline)) void bwd_pass_b(const T* __restrict ghr, const T* __restrict rr,
+                                          const T* __restrict lk, T* __restrict gv1r,
+                                          T* __restrict q, T* __restrict gxo, int64_t len) {
+  using R = RuleOf<RS, TM>;
+  constexpr int64_t NQ1 = CH == BETA ? 1 : 2;
+  for (int64_t k = 0; k < len; ++k) {
+    const T gh = ghr[k];
+    T qa, qb, gx;
+    charge_bwd<CH>(gh, lk[k], qa, qb, gx);
+    if constexpr (R::two) {  // h = h1 - r·h2: the engine runs h2's chain first
+      T qa2, qb2, gx2;
+      charge_bwd<CH>((-gh) * rr[k], lk[k], qa2, qb2, gx2);
+      gx = gx2 + gx;
+      q[k] = qa2;
+      if constexpr (NQ1 > 1) {
+        q[BWD_BLK + k] = qb2;
+        q[2 * BWD_BLK + k] = qa;
+        q[3 * BWD_BLK + k] = qb;
+      } else {
+        q[BWD_BLK + k] = qa;
+      }
+    } else if constexpr (R::pre) {
+      T gv1 = qa;
+      if constexpr (NQ1 > 1) gv1 = gv1 + qb;
+      gv1r[k] = gv1;
+      if constexpr (RS == SUBTRACT) {
+        q[k] = gv1;
+      } else {
+        q[k] = gv1 * (T(1) - rr[k]);
+      }
+    } else {
+      q[k] = qa;
+      if constexpr (NQ1 > 1) q[BWD_BLK + k] = qb;
+    }
+    gxo[k] = gx;
+  }
+}
+
+// The threshold's terms of a step (slots A, B, C, D; see Slots), each where it is computed.
+template <typename T, bool CARRIED>
+__attribute__((noinline)) void theta_terms(const Slots& sl, const Terms<T>& tm, int64_t t,
+                                           int64_t b, int64_t n0, const T* __restrict gvr,
+                                           const T* __restrict drow, const T* __restrict sgr,
+                                           const T* __restrict ghr, const T* __restrict gv1r,
+                                           const T* __restrict rr, int64_t len, bool ge) {
+  if (sl.thA >= 0) {
+    T* __restrict o = tm.row(t, sl.thA, b, n0);
+    for (int64_t k = 0; k < len; ++k) {
+      const T sk = heav_rt(drow[k], ge);
+      o[k] = CARRIED ? (-gvr[k]) * (sk - rr[k]) : (-gvr[k]) * sk;
+    }
+  }
+  {
+    T* __restrict o = tm.row(t, sl.thB, b, n0);
+    for (int64_t k = 0; k < len; ++k) o[k] = -sgr[k];
+  }
+  if (sl.thC >= 0) {
+    T* __restrict o = tm.row(t, sl.thC, b, n0);
+    for (int64_t k = 0; k < len; ++k) o[k] = (-ghr[k]) * rr[k];
+  }
+  if (sl.thD >= 0) {
+    T* __restrict o = tm.row(t, sl.thD, b, n0);
+    for (int64_t k = 0; k < len; ++k) o[k] = (-gv1r[k]) * rr[k];
+  }
+}
+
+// The leak's terms of a step: g_h·∂h/∂l with the membrane v1 the charge saw (after a carried
+// reset before the charge); with snnTorch's zero reset also the second charge's (slot l2).
+template <typename T, int64_t CH, int64_t RS, int64_t TM>
+__attribute__((noinline)) void leak_terms(T* __restrict o1, T* __restrict o2,
+                                          const T* __restrict ghr, const T* __restrict vpr,
+                                          const T* __restrict rr, const T* __restrict th,
+                                          const T* __restrict xt, const T* __restrict lk,
+                                          int64_t len, T vr, bool vr0) {
+  using R = RuleOf<RS, TM>;
+  for (int64_t k = 0; k < len; ++k) {
+    T v1 = vpr[k];
+    if constexpr (R::pre) {
+      if constexpr (RS == SUBTRACT) {
+        v1 = v1 - rr[k] * th[k];
+      } else {
+        const T o = (T(1) - rr[k]) * v1;
+        const T o2 = o + rr[k] * vr;
+        v1 = vr0 ? o : o2;
+      }
+    }
+    const T x = (CH == TAU_INPUT || CH == RATE_INPUT) ? xt[k] : T(0);
+    o1[k] = leak_term<CH>(ghr[k], v1, x, lk[k], vr);
+    if constexpr (R::two) o2[k] = leak_term<CH>((-ghr[k]) * rr[k], v1, x, lk[k], vr);
+  }
+}
+
+// Backward of one block over all steps, in reverse. Autograd's engine adds the gradients
+// that reach one tensor in the order it runs their nodes: the outputs' first (the spikes, the
+// final membrane and the trace come from outside), then by decreasing creation order, so for
+// the stored membrane v_t: (its outside gradients), then what step t+1's charge sends (the v
+// term, then the leak term's v; with snnTorch's zero reset the second evaluation of the
+// charge first), then, where v_t is h_t itself (delayed timings, no reset), the firing's. The
+// loop keeps those arrivals in rows (q) from step t+1 to step t and adds them in that order.
+// Per step: pass A up to the spike's gradient, the surrogate over the row, pass B the rest.
+template <typename T, int64_t CH, int64_t RS, int64_t TM>
+void bwd_rule(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t len) {
+  using R = RuleOf<RS, TM>;
+  constexpr int64_t NQ1 = CH == BETA ? 1 : 2;  // arrivals at v from one charge
+  constexpr int64_t NQ = R::pre ? 1 : (R::two ? 2 * NQ1 : NQ1);
+  T q[NQ * BWD_BLK];
+  T zrow[BWD_BLK], erow[BWD_BLK], gsz[BWD_BLK], gvr[BWD_BLK], drow[BWD_BLK], gsr[BWD_BLK],
+      sgr[BWD_BLK], rr[BWD_BLK], gxr[BWD_BLK], vpr[BWD_BLK], ghr[BWD_BLK], gv1r[BWD_BLK],
+      grr[BWD_BLK];
+  const Slots& sl = *a.sl;
+  const int64_t Tn = a.T_, N = a.N;
+  const int64_t base = b * N + n0;
+  const T* lk = a.leak + b * a.lrs + n0;
+  const T* th = a.th + b * a.trs + n0;
   const T vr = T(c.vr);
-  const bool ge = c.ge, detach = c.detach;
-  const SurrFn<T, S> surr(c.sp);
+  const bool ge = c.ge, vr0 = c.vr == 0.0;
+  const bool need_l = sl.l1 >= 0, need_t = !sl.order[1].empty();
+  const bool need_vp = (R::carried && !R::comp) || need_l;  // v_{t-1}: r_t of delayed, leak
   const bool gspk_full = a.gspk && !a.gspk_scalar;
+  const bool gtr_full = a.gtr && !a.gtr_scalar;
+  for (int64_t k = 0; k < len; ++k) zrow[k] = T(0);
+  for (int64_t k = 0; k < NQ * BWD_BLK; ++k) q[k] = T(0);
   if (!gspk_full) {
-    const T gs0 = a.gspk ? a.gspk[0] : T(0);
-    for (int64_t k = 0; k < len; ++k) gsrow[k] = gs0;
+    const T g0 = a.gspk ? a.gspk[0] : T(0);
+    for (int64_t k = 0; k < len; ++k) gsz[k] = g0;
   }
-  const bool gtr_scalar = a.gtr && a.gtr_scalar;
-  const T gt0 = gtr_scalar ? a.gtr[0] : T(0);
-  for (int64_t k = 0; k < len; ++k) gv[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
-  // gx may share h's buffer (gx_into_h): each step then writes its gradient into a local row
-  // and copies it over h[t] after its last read of h[t], outside the scope of the restrict
-  // pointers; h[t-1] (read at step t) is overwritten only at step t-1.
+  const T gt0 = (a.gtr && a.gtr_scalar) ? a.gtr[0] : T(0);
+  // gx may share h's buffer (gx_into_h): h[t] is last read by pass A of step t (and h[t-1],
+  // read at step t, is overwritten at step t-1)
   const bool into_h = a.gx != nullptr && a.gx == a.h;
-  for (int64_t t = a.T_ - 1; t >= 0; --t) {
-    const int64_t off = (b * a.T_ + t) * a.N + n0;
-    {
-    const T* __restrict ht = a.h + off;
-    const T* __restrict gso = gspk_full ? a.gspk + off : gsrow;
-    T* __restrict gxo = (a.gx && !into_h) ? a.gx + off : gxrow;
+  for (int64_t t = Tn - 1; t >= 0; --t) {
+    const int64_t off = (b * Tn + t) * N + n0;
+    const T* ht = a.h + off;
+    const T* gso = gspk_full ? a.gspk + off : gsz;
     if (t >= PREFETCH) {  // time runs backwards: help the hardware prefetcher
-      const int64_t back = PREFETCH * a.N;
+      const int64_t back = PREFETCH * N;
       for (int64_t k = 0; k < len; k += 64 / int64_t(sizeof(T))) {
         __builtin_prefetch(ht - back + k);
         if (gspk_full) __builtin_prefetch(gso - back + k);
-        if (a.gx && !into_h) __builtin_prefetch(gxo - back + k, 1);
+        if (gtr_full) __builtin_prefetch(a.gtr + off - back + k);
+        if (a.gx && !into_h) __builtin_prefetch(a.gx + off - back + k, 1);
+      }
+      if constexpr (R::comp) {
+        const uint8_t* rb = a.rbits + (b * Tn + t - PREFETCH) * a.NB + n0 / 8;
+        for (int64_t k = 0; k < (len + 7) / 8; k += 64) __builtin_prefetch(rb + k);
       }
     }
-    if (a.gtr && !gtr_scalar) {
-      const T* __restrict gto = a.gtr + off;
-      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + gto[k];
-    } else if (gtr_scalar) {
-      for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + gt0;
-    }
-    for (int64_t k = 0; k < len; ++k) {
-      const T hh = ht[k];
-      const T d = hh - th[k];
-      const T gvp = gv[k];
-      T gs = gso[k];
-      T ghr;
-      if constexpr (RS == SUBTRACT) {
-        ghr = gvp;
-        const T gsr = gs + (-gvp) * th[k];
-        gs = detach ? gs : gsr;
-      } else if constexpr (RS == ZERO) {
-        const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
-        ghr = gvp * (T(1) - sk);
-        const T gsr = gs + (gvp * vr + (-(gvp * hh)));
-        gs = detach ? gs : gsr;
-      } else {
-        ghr = gvp;
+    // the outside gradient of v_t: v_T's (last step) and the trace's
+    const T* e = zrow;
+    if (t == Tn - 1 && (a.gvT || a.gtr)) {
+      for (int64_t k = 0; k < len; ++k)
+        erow[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
+      if (gtr_full) {
+        const T* g = a.gtr + off;
+        for (int64_t k = 0; k < len; ++k) erow[k] = erow[k] + g[k];
+      } else if (a.gtr) {
+        for (int64_t k = 0; k < len; ++k) erow[k] = erow[k] + gt0;
       }
-      const T sg = surr(d, gs);
-      const T gh = ghr + sg;
-      gvprow[k] = gvp;
-      sgrow[k] = sg;
-      gxo[k] = gh;
-      gv[k] = gh * lk[k];
-    }
-    if (need_t) {
-      for (int64_t k = 0; k < len; ++k) {
-        if constexpr (RS == SUBTRACT) {
-          const T d = ht[k] - th[k];
-          const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
-          acct[k] += double((-gvprow[k]) * sk);
-        }
-        acct[k] -= double(sgrow[k]);
+      e = erow;
+    } else if (gtr_full) {
+      e = a.gtr + off;
+    } else if (a.gtr) {
+      if (t == Tn - 2) {
+        for (int64_t k = 0; k < len; ++k) erow[k] = gt0;
       }
+      e = erow;
     }
-    if (need_l) {  // h = leak·v + x: the gradient of leak is g_h · v (the previous membrane)
-      if (t > 0) {
-        const T* __restrict hq = ht - a.N;
-        for (int64_t k = 0; k < len; ++k) {
-          const T hp = hq[k];
-          T vp = hp;
-          if constexpr (RS != NONE) {
-            const T d = hp - th[k];
-            const T sk = (d > T(0) || (ge && d == T(0))) ? T(1) : T(0);
-            if constexpr (RS == SUBTRACT) {
-              vp = hp - sk * th[k];
-            } else {
-              vp = sk * vr + (T(1) - sk) * hp;
-            }
-          }
-          accl[k] += double(gxo[k] * vp);
-        }
-      } else {
-        for (int64_t k = 0; k < len; ++k) accl[k] += double(gxo[k] * a.v0[base + k]);
-      }
+    const uint8_t* rb = R::comp ? a.rbits + (b * Tn + t) * a.NB + n0 / 8 : nullptr;
+    bwd_prev<T, RS, TM>(t > 0 ? ht - N : nullptr, (R::comp && t > 0) ? rb - a.NB : nullptr, rb,
+                        a.v0 + base, th, vpr, rr, len, vr, ge,
+                        need_vp);
+    bwd_pass_a<T, CH, RS, TM, NQ>(e, q, ht, th, gso, rr, gvr, drow, gsr, grr, len, vr,
+                                  c.detach, ge);
+    surr_row(c, drow, gsr, ghr, len, grr, need_t ? sgr : nullptr);
+    // h[t] is not read after pass A: x's gradient may overwrite it (gx_into_h)
+    bwd_pass_b<T, CH, RS, TM, NQ>(ghr, rr, lk, gv1r, q, a.gx ? a.gx + off : gxr, len);
+    if (need_t) theta_terms<T, R::carried>(sl, a.tm, t, b, n0, gvr, drow, sgr, ghr, gv1r, rr, len, ge);
+    if (need_l) {
+      const T* xt = (CH == TAU_INPUT || CH == RATE_INPUT) ? a.x + b * a.xsb + t * a.xst + n0
+                                                          : zrow;
+      leak_terms<T, CH, RS, TM>(a.tm.row(t, sl.l1, b, n0),
+                                R::two ? a.tm.row(t, sl.l2, b, n0) : nullptr, ghr, vpr, rr, th,
+                                xt, lk, len, vr, vr0);
     }
-    }
-    if (into_h) std::memcpy(a.gx + off, gxrow, static_cast<size_t>(len) * sizeof(T));
   }
-  if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
-  if (need_l) for (int64_t k = 0; k < len; ++k) a.gleak[base + k] = accl[k];
-  if (need_t) for (int64_t k = 0; k < len; ++k) a.gth[base + k] = acct[k];
+  if (a.gv0) {  // v0's gradient: what step 0 sends, in order
+    for (int64_t k = 0; k < len; ++k) {
+      T g = q[k];
+      if constexpr (NQ > 1) g = g + q[BWD_BLK + k];
+      if constexpr (NQ > 2) g = g + q[2 * BWD_BLK + k];
+      if constexpr (NQ > 3) g = g + q[3 * BWD_BLK + k];
+      a.gv0[base + k] = g;
+    }
+  }
 }
 
-template <typename T, int64_t RS>
-void bwd_fast_dispatch(const Cfg& c, const BwdArgs<T>& a, int64_t B) {
-  auto go = [&](auto fn) {
-    for_blocks(B, a.T_, a.N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
-      fn(c, a, b, n0, len);
+template <typename T>
+void bwd_fast(const Cfg& c, const BwdArgs<T>& a, int64_t B) {
+  with_rule(c, [&](auto ch, auto rs, auto tm) {
+    for_blocks(B, a.T_, a.N, BWD_BLK, [&](int64_t b, int64_t n0, int64_t len) {
+      bwd_rule<T, decltype(ch)::value, decltype(rs)::value, decltype(tm)::value>(c, a, b, n0,
+                                                                                  len);
     });
-  };
-  switch (c.surr) {
-    case ATAN: go(bwd_fast<T, RS, ATAN>); break;
-    case FAST_SIGMOID: go(bwd_fast<T, RS, FAST_SIGMOID>); break;
-    case STE: go(bwd_fast<T, RS, STE>); break;
-    case SIGMOID: go(bwd_fast<T, RS, SIGMOID>); break;
-    case TRIANGULAR: go(bwd_fast<T, RS, TRIANGULAR>); break;
-    case PIECEWISE_QUADRATIC: go(bwd_fast<T, RS, PIECEWISE_QUADRATIC>); break;
-    case PIECEWISE_EXP: go(bwd_fast<T, RS, PIECEWISE_EXP>); break;
-    case SOFT_SIGN: go(bwd_fast<T, RS, SOFT_SIGN>); break;
-    case SUPER_SPIKE: go(bwd_fast<T, RS, SUPER_SPIKE>); break;
-    default: go(bwd_fast<T, RS, ERF>); break;
-  }
+  });
 }
 
 template <typename T>
@@ -1103,15 +1536,41 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t num
               numel, " elements");
 }
 
-// A parameter (leak, threshold, alpha): (B, N) rows, one (N,) row shared by the batch, or one
-// value. Returns the row stride (N or 0); one value is spread over `row` (N entries).
-int64_t check_param(const at::Tensor& t, const char* name, at::ScalarType dt, int64_t B,
-                    int64_t N) {
-  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == dt &&
-                  ((t.dim() == 2 && t.numel() == B * N) || t.numel() == N || t.numel() == 1),
-              "brain_ai lif: ", name, " must be a contiguous CPU tensor of the input dtype with ",
-              "shape (B, N), N or 1 elements");
-  return (t.dim() == 2 && t.numel() == B * N) ? N : 0;
+// The layout of the neurons: (B, *features), N = prod(features).
+struct Layout {
+  int64_t B, N;
+  std::vector<int64_t> full;  // (B, *features)
+};
+
+Layout layout_of(int64_t B, int64_t N, c10::IntArrayRef features) {
+  Layout l{B, N, {B}};
+  int64_t n = 1;
+  for (int64_t f : features) {
+    l.full.push_back(f);
+    n *= f;
+  }
+  TORCH_CHECK(n == N, "brain_ai lif: features must multiply to N");
+  return l;
+}
+
+// A parameter (leak, θ, α, κ, ρ, w, g) of any shape that broadcasts to (B, *features) and of a
+// dtype no wider than the state's, as the rows the loops read: one value, one (N,) row shared
+// by the batch (row stride 0) or (B, N) rows (stride N). No copy where it is laid out so.
+struct PRow {
+  at::Tensor t;
+  int64_t rs;
+};
+
+PRow param_row(const at::Tensor& p, const char* name, at::ScalarType dt, const Layout& l) {
+  TORCH_CHECK(p.device().is_cpu() && p.is_floating_point() &&
+                  at::is_expandable_to(p.sizes(), l.full),
+              "brain_ai lif: ", name, " must be a floating-point CPU tensor that broadcasts to "
+              "(B, *features)");
+  at::Tensor q = p.scalar_type() == dt ? p : p.to(dt);
+  if (q.numel() == 1) return {q.reshape({1}), 0};
+  at::Tensor e = q.expand(l.full);
+  if (l.B == 1 || e.stride(0) == 0) return {e.select(0, 0).reshape({l.N}).contiguous(), 0};
+  return {e.reshape({l.B, l.N}).contiguous(), l.N};
 }
 
 template <typename T>
@@ -1125,48 +1584,64 @@ using Opt = std::optional<at::Tensor>;
 
 bool given(const Opt& t) { return t.has_value() && t->defined(); }
 
-// The optional features' inputs (adaptation, recurrence, refractory period, graded spikes):
-// present where configured, of the right sizes; returns the parameters' row strides.
-struct ExtraRows {
-  int64_t krs = 0, rrs = 0, wrs = 0, grs = 0;
+// All parameters as rows (absent ones: undefined, stride 0), in the op's order.
+struct Params {
+  PRow leak, th, al, kp, rh, w, g;
 };
 
-ExtraRows check_extras(const Cfg& c, const Opt& a0, const Opt& p0, const Opt& ref0,
-                       const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
-                       at::ScalarType dt, int64_t B, int64_t N) {
-  ExtraRows er;
+Params params_of(const Cfg& c, const at::Tensor& leak, const at::Tensor& th, const Opt& alpha,
+                 const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
+                 at::ScalarType dt, const Layout& l) {
+  Params p;
+  p.leak = param_row(leak, "leak", dt, l);
+  p.th = param_row(th, "threshold", dt, l);
+  if (c.syn) {
+    TORCH_CHECK(given(alpha), "brain_ai lif: a synapse needs alpha");
+    p.al = param_row(*alpha, "alpha", dt, l);
+  }
   if (c.adapt) {
-    TORCH_CHECK(given(a0) && given(kappa) && given(rho), "brain_ai lif: adaptation needs a0, "
-                "kappa, rho");
-    check(*a0, "a0", dt, B * N);
-    er.krs = check_param(*kappa, "kappa", dt, B, N);
-    er.rrs = check_param(*rho, "rho", dt, B, N);
+    TORCH_CHECK(given(kappa) && given(rho), "brain_ai lif: adaptation needs kappa, rho");
+    p.kp = param_row(*kappa, "kappa", dt, l);
+    p.rh = param_row(*rho, "rho", dt, l);
   }
   if (c.recur) {
-    TORCH_CHECK(given(p0) && given(w), "brain_ai lif: recurrence needs p0, w");
-    check(*p0, "p0", dt, B * N);
-    er.wrs = check_param(*w, "w", dt, B, N);
-  }
-  if (c.refr) {
-    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
-    check(*ref0, "ref0", dt, B * N);
+    TORCH_CHECK(given(w), "brain_ai lif: recurrence needs w");
+    p.w = param_row(*w, "w", dt, l);
   }
   if (c.graded) {
     TORCH_CHECK(given(graded), "brain_ai lif: graded spikes need the factor");
-    er.grs = check_param(*graded, "graded", dt, B, N);
+    p.g = param_row(*graded, "graded", dt, l);
   }
-  return er;
+  return p;
+}
+
+// The optional features' states (adaptation, recurrence, refractory period).
+void check_states(const Cfg& c, const Opt& a0, const Opt& p0, const Opt& ref0, at::ScalarType dt,
+                  int64_t numel) {
+  if (c.adapt) {
+    TORCH_CHECK(given(a0), "brain_ai lif: adaptation needs a0");
+    check(*a0, "a0", dt, numel);
+  }
+  if (c.recur) {
+    TORCH_CHECK(given(p0), "brain_ai lif: recurrence needs p0");
+    check(*p0, "p0", dt, numel);
+  }
+  if (c.refr) {
+    TORCH_CHECK(given(ref0), "brain_ai lif: a refractory period needs ref0");
+    check(*ref0, "ref0", dt, numel);
+  }
 }
 
 std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, const Opt& i0,
                                     const Opt& a0, const Opt& p0, const Opt& ref0,
                                     const at::Tensor& leak, const at::Tensor& th,
                                     const Opt& alpha, const Opt& kappa, const Opt& rho,
-                                    const Opt& w, const Opt& graded, int64_t charge, int64_t reset,
-                                    int64_t timing, bool ge, bool synapse, bool detach_reset,
-                                    int64_t surrogate, bool adapt, bool recur,
-                                    int64_t refractory, bool graded_spikes, double v_reset,
-                                    double surrogate_param, bool save_h, bool record_v) {
+                                    const Opt& w, const Opt& graded, c10::IntArrayRef features,
+                                    int64_t charge, int64_t reset, int64_t timing, bool ge,
+                                    bool synapse, bool detach_reset, int64_t surrogate, bool adapt,
+                                    bool recur, int64_t refractory, bool graded_spikes,
+                                    double v_reset, double surrogate_param, bool save_h,
+                                    bool record_v) {
   const Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
                       refractory, graded_spikes, v_reset, surrogate_param);
   TORCH_CHECK(x.dim() == 3, "brain_ai lif: x must be (B, T, N)");
@@ -1174,16 +1649,14 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
   const auto dt = x.scalar_type();
   check_x(x, dt, B, T_, N);
   check(v0, "v0", dt, B * N);
-  const int64_t lrs = check_param(leak, "leak", dt, B, N);
-  const int64_t trs = check_param(th, "threshold", dt, B, N);
-  int64_t ars = 0;
+  const Layout l = layout_of(B, N, features);
+  const Params pr = params_of(c, leak, th, alpha, kappa, rho, w, graded, dt, l);
   if (c.syn) {
-    TORCH_CHECK(i0.has_value() && alpha.has_value(), "brain_ai lif: synapse needs i0, alpha");
+    TORCH_CHECK(given(i0), "brain_ai lif: a synapse needs i0");
     check(*i0, "i0", dt, B * N);
-    ars = check_param(*alpha, "alpha", dt, B, N);
   }
-  const ExtraRows er = check_extras(c, a0, p0, ref0, kappa, rho, w, graded, dt, B, N);
-  const int64_t krs = er.krs, rrs = er.rrs, wrs = er.wrs, grs = er.grs;
+  check_states(c, a0, p0, ref0, dt, B * N);
+  const bool fast = fast_ok(c);
   auto opts = x.options();
   at::Tensor spk = pooled_empty({B, T_, N}, dt);
   at::Tensor h = save_h ? pooled_empty({B, T_, N}, dt) : at::empty({0}, opts);
@@ -1194,174 +1667,238 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
   at::Tensor aT = c.adapt ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   at::Tensor pT = c.recur ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
   at::Tensor refT = c.refr ? pooled_empty({B, N}, dt) : at::empty({0}, opts);
+  // the carried resets of the compensated timings, for the fast backward (one byte each)
+  const int64_t NB = (N + 7) / 8;
+  at::Tensor rbits = (fast && save_h && c.carried() && c.comp())
+                         ? pooled_empty({B, T_, NB}, at::kByte)
+                         : at::empty({0}, opts.dtype(at::kByte));
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_forward", [&] {
     std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow, grow;
     FwdArgs<scalar_t> a{x.data_ptr<scalar_t>(), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr,
-                        param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
-                        c.syn ? param_rows<scalar_t>(*alpha, N, arow) : nullptr,
+                        param_rows<scalar_t>(pr.leak.t, N, lrow),
+                        param_rows<scalar_t>(pr.th.t, N, trow),
+                        c.syn ? param_rows<scalar_t>(pr.al.t, N, arow) : nullptr,
                         spk.data_ptr<scalar_t>(), save_h ? h.data_ptr<scalar_t>() : nullptr,
                         trace.numel() ? trace.data_ptr<scalar_t>() : nullptr,
                         vT.data_ptr<scalar_t>(), c.syn ? iT.data_ptr<scalar_t>() : nullptr,
-                        T_, N, lrs, trs, ars, x.stride(0), x.stride(1)};
+                        T_, N, pr.leak.rs, pr.th.rs, c.syn ? pr.al.rs : 0, x.stride(0),
+                        x.stride(1)};
     if (c.adapt) {
       a.a0 = a0->data_ptr<scalar_t>();
-      a.kp = param_rows<scalar_t>(*kappa, N, krow);
-      a.rh = param_rows<scalar_t>(*rho, N, rrow);
+      a.kp = param_rows<scalar_t>(pr.kp.t, N, krow);
+      a.rh = param_rows<scalar_t>(pr.rh.t, N, rrow);
       a.aT = aT.data_ptr<scalar_t>();
-      a.krs = krs;
-      a.rrs = rrs;
+      a.krs = pr.kp.rs;
+      a.rrs = pr.rh.rs;
     }
     if (c.recur) {
       a.p0 = p0->data_ptr<scalar_t>();
-      a.w = param_rows<scalar_t>(*w, N, wrow);
+      a.w = param_rows<scalar_t>(pr.w.t, N, wrow);
       a.pT = pT.data_ptr<scalar_t>();
-      a.wrs = wrs;
+      a.wrs = pr.w.rs;
     }
     if (c.refr) {
       a.ref0 = ref0->data_ptr<scalar_t>();
       a.refT = refT.data_ptr<scalar_t>();
     }
     if (c.graded) {
-      a.g = param_rows<scalar_t>(*graded, N, grow);
-      a.grs = grs;
+      a.g = param_rows<scalar_t>(pr.g.t, N, grow);
+      a.grs = pr.g.rs;
     }
-    if (fast_fwd_ok(c)) {
-      auto go = [&](auto fn) {
-        for_blocks(B, T_, N, FAST_BLK, [&](int64_t b, int64_t n0, int64_t len) {
-          fn(c, a, b, n0, len);
-        });
-      };
-      if (c.reset == SUBTRACT) go(fwd_fast<scalar_t, SUBTRACT>);
-      else if (c.reset == ZERO) go(fwd_fast<scalar_t, ZERO>);
-      else go(fwd_fast<scalar_t, NONE>);
-    } else {
+    a.rbits = rbits.numel() ? rbits.data_ptr<uint8_t>() : nullptr;
+    a.NB = NB;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (fast) {
+        fwd_fast(c, a, B);
+        return;
+      }
+    }
+    {
       for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
         fwd_block(c, a, b, n0, len);
       });
     }
   });
-  return {spk, h, vT, iT, aT, pT, refT, trace};
+  return {spk, h, vT, iT, aT, pT, refT, trace, rbits};
+}
+
+// The slots of the parameters' per-step terms (see Slots) for this call.
+Slots slots_of(const Cfg& c, bool fast, const bool need[7]) {
+  Slots s;
+  auto add = [&](int64_t& slot, int which) {
+    slot = s.S++;
+    s.order[which].push_back(slot);
+  };
+  const bool post = c.carried() && !c.pre(), pre = c.carried() && c.pre();
+  if (need[0]) {
+    if (fast && post && c.reset == ZERO) add(s.l2, 0);  // the second charge's, added first
+    add(s.l1, 0);
+  }
+  if (need[1]) {
+    if (!c.adapt) {
+      if (c.reset == SUBTRACT && !c.delayed()) add(s.thA, 1);
+      add(s.thB, 1);
+    }
+    if (post && c.reset == SUBTRACT) add(s.thC, 1);
+    if (pre && c.reset == SUBTRACT) add(s.thD, 1);
+    if (c.adapt) add(s.thE, 1);
+  }
+  if (need[2] && c.syn) add(s.al, 2);
+  if (need[3] && c.adapt) add(s.kp, 3);
+  if (need[4] && c.adapt) add(s.rh, 4);
+  if (need[5] && c.recur) add(s.w, 5);
+  if (need[6] && c.graded) add(s.g, 6);
+  return s;
+}
+
+// A parameter's gradient from its per-step terms ((T, S, B, N) buffer), as autograd's engine
+// forms it: each term summed to the parameter's shape on its own (at::sum_to, in the state
+// dtype, then cast to the parameter's), the sums added from the last step to the first and
+// within a step in slot order. Runs outside any parallel region, as autograd's reductions do
+// (a reduction's order may depend on that).
+at::Tensor reduce_terms(const at::Tensor& buf, const std::vector<int64_t>& order,
+                        const Layout& l, const at::Tensor& param) {
+  at::Tensor acc;
+  for (int64_t t = buf.size(0) - 1; t >= 0; --t) {
+    const at::Tensor step = buf.select(0, t);
+    for (int64_t slot : order) {
+      at::Tensor r = at::sum_to(step.select(0, slot).view(l.full), param.sizes());
+      if (r.scalar_type() != param.scalar_type()) r = r.to(param.scalar_type());
+      acc = acc.defined() ? acc.add(r) : r;
+    }
+  }
+  if (!acc.defined()) return at::zeros_like(param);
+  return acc.is_contiguous() && acc.sizes() == param.sizes() ? acc : acc.contiguous();
 }
 
 std::vector<at::Tensor> lif_backward(
-    const at::Tensor& h, const Opt& gspk, const Opt& gvT, const Opt& giT, const Opt& gaT,
-    const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0, const Opt& a0,
-    const Opt& p0, const Opt& ref0, const Opt& x, const at::Tensor& leak, const at::Tensor& th,
-    const Opt& alpha, const Opt& kappa, const Opt& rho, const Opt& w, const Opt& graded,
-    int64_t charge, int64_t reset, int64_t timing, bool ge, bool synapse, bool detach_reset,
-    int64_t surrogate, bool adapt, bool recur, int64_t refractory, bool graded_spikes,
-    double v_reset, double surr_param, c10::IntArrayRef needs, bool gx_into_h) {
+    const at::Tensor& h, const Opt& rbits, const Opt& gspk, const Opt& gvT, const Opt& giT,
+    const Opt& gaT, const Opt& gpT, const Opt& gtr, const at::Tensor& v0, const Opt& i0,
+    const Opt& a0, const Opt& p0, const Opt& ref0, const Opt& x, const at::Tensor& leak,
+    const at::Tensor& th, const Opt& alpha, const Opt& kappa, const Opt& rho, const Opt& w,
+    const Opt& graded, c10::IntArrayRef features, int64_t charge, int64_t reset, int64_t timing,
+    bool ge, bool synapse, bool detach_reset, int64_t surrogate, bool adapt, bool recur,
+    int64_t refractory, bool graded_spikes, double v_reset, double surr_param,
+    c10::IntArrayRef needs, bool gx_into_h) {
   // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, graded
   TORCH_CHECK(needs.size() == 12, "brain_ai lif: needs must have 12 entries");
-  const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0, need_leak = needs[5] != 0,
-             need_th = needs[6] != 0;
+  const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0;
   const Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
                       refractory, graded_spikes, v_reset, surr_param);
-  const bool need_i0 = c.syn && needs[2] != 0, need_alpha = c.syn && needs[7] != 0;
-  const bool need_a0 = c.adapt && needs[3] != 0, need_kappa = c.adapt && needs[8] != 0,
-             need_rho = c.adapt && needs[9] != 0;
-  const bool need_p0 = c.recur && needs[4] != 0, need_w = c.recur && needs[10] != 0;
-  const bool need_g = c.graded && needs[11] != 0;
+  const bool need_i0 = c.syn && needs[2] != 0, need_a0 = c.adapt && needs[3] != 0;
+  const bool need_p0 = c.recur && needs[4] != 0;
+  const bool need_par[7] = {needs[5] != 0,           needs[6] != 0,
+                            c.syn && needs[7] != 0,  c.adapt && needs[8] != 0,
+                            c.adapt && needs[9] != 0, c.recur && needs[10] != 0,
+                            c.graded && needs[11] != 0};
   const int64_t B = h.size(0), T_ = h.size(1), N = h.size(2);
   const auto dt = h.scalar_type();
   check(h, "h", dt, B * T_ * N);
   check(v0, "v0", dt, B * N);
-  const int64_t lrs = check_param(leak, "leak", dt, B, N);
-  const int64_t trs = check_param(th, "threshold", dt, B, N);
-  int64_t ars = 0;
+  const Layout l = layout_of(B, N, features);
+  const Params pr = params_of(c, leak, th, alpha, kappa, rho, w, graded, dt, l);
+  const bool fast = fast_ok(c);
+  const bool need_rbits = fast && c.carried() && c.comp();
+  if (need_rbits) {
+    TORCH_CHECK(given(rbits) && rbits->scalar_type() == at::kByte && rbits->is_contiguous() &&
+                    rbits->numel() == B * T_ * ((N + 7) / 8),
+                "brain_ai lif: the compensated timings need the forward's carried resets");
+  }
   const bool gspk_scalar = gspk && gspk->numel() == 1 && B * T_ * N != 1;
   const bool gtr_scalar = gtr && gtr->numel() == 1 && B * T_ * N != 1;
   const bool gv_scalar = gvT && gvT->numel() == 1 && B * N != 1;
   if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, gspk_scalar ? 1 : B * T_ * N);
   if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, gtr_scalar ? 1 : B * T_ * N);
   if (gvT && gvT->numel()) check(*gvT, "grad v", dt, gv_scalar ? 1 : B * N);
-  const bool need_drive = need_leak && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
+  const bool need_drive = need_par[0] && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   if (c.syn) {
-    TORCH_CHECK(i0.has_value() && alpha.has_value(), "brain_ai lif: synapse needs i0, alpha");
-    ars = check_param(*alpha, "alpha", dt, B, N);
+    TORCH_CHECK(given(i0), "brain_ai lif: a synapse needs i0");
     check(*i0, "i0", dt, B * N);
     if (giT && giT->numel()) check(*giT, "grad i", dt, B * N);
   }
-  const ExtraRows er = check_extras(c, a0, p0, ref0, kappa, rho, w, graded, dt, B, N);
-  const int64_t krs = er.krs, rrs = er.rrs, wrs = er.wrs, grs = er.grs;
+  check_states(c, a0, p0, ref0, dt, B * N);
   if (c.adapt && gaT && gaT->numel()) check(*gaT, "grad a", dt, B * N);
   if (c.recur && gpT && gpT->numel()) check(*gpT, "grad prev_spk", dt, B * N);
-  if (need_drive || (c.syn && need_alpha)) {
-    TORCH_CHECK(x.has_value() && x->defined(), "brain_ai lif: this gradient needs x");
+  if (need_drive || need_par[2]) {
+    TORCH_CHECK(given(x), "brain_ai lif: this gradient needs x");
     check_x(*x, dt, B, T_, N);
   }
-  const bool has_x = x.has_value() && x->defined() && x->numel() > 0;
+  const bool has_x = given(x) && x->numel() > 0;
   const int64_t xs_b = has_x ? x->stride(0) : 0, xs_t = has_x ? x->stride(1) : 0;
   auto opts = h.options();
-  auto dopts = opts.dtype(at::kDouble);
   at::Tensor empty = at::empty({0}, opts);
   // gx_into_h: the caller gives up h (the graph is not kept): x's gradient overwrites it step
   // by step, one (B, T, N) buffer less at the peak of backward
   at::Tensor gx = need_x ? (gx_into_h ? h : pooled_empty({B, T_, N}, dt)) : empty;
   at::Tensor gv0 = need_v0 ? pooled_empty({B, N}, dt) : empty;
-  at::Tensor gi0 = (c.syn && need_i0) ? pooled_empty({B, N}, dt) : empty;
-  at::Tensor gl = need_leak ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
-  at::Tensor gt = need_th ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
-  at::Tensor ga = (c.syn && need_alpha) ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  at::Tensor gi0 = need_i0 ? pooled_empty({B, N}, dt) : empty;
   at::Tensor ga0 = need_a0 ? pooled_empty({B, N}, dt) : empty;
   at::Tensor gp0 = need_p0 ? pooled_empty({B, N}, dt) : empty;
-  at::Tensor gk = need_kappa ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
-  at::Tensor gr = need_rho ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
-  at::Tensor gw = need_w ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
-  at::Tensor ggr = need_g ? at::empty({B, N}, dopts) : at::empty({0}, dopts);
+  const Slots sl = slots_of(c, fast, need_par);
+  at::Tensor terms = sl.S ? pooled_empty({T_, sl.S, B, N}, dt) : empty;
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
     std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow, grow;
     BwdArgs<scalar_t> a{h.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(gspk),
                         ptr_or_null<scalar_t>(gvT), ptr_or_null<scalar_t>(giT),
                         ptr_or_null<scalar_t>(gtr), v0.data_ptr<scalar_t>(),
                         c.syn ? i0->data_ptr<scalar_t>() : nullptr, ptr_or_null<scalar_t>(x),
-                        param_rows<scalar_t>(leak, N, lrow), param_rows<scalar_t>(th, N, trow),
-                        c.syn ? param_rows<scalar_t>(*alpha, N, arow) : nullptr,
+                        param_rows<scalar_t>(pr.leak.t, N, lrow),
+                        param_rows<scalar_t>(pr.th.t, N, trow),
+                        c.syn ? param_rows<scalar_t>(pr.al.t, N, arow) : nullptr,
                         need_x ? gx.data_ptr<scalar_t>() : nullptr,
                         need_v0 ? gv0.data_ptr<scalar_t>() : nullptr,
-                        gi0.numel() ? gi0.data_ptr<scalar_t>() : nullptr,
-                        need_leak ? gl.data_ptr<double>() : nullptr,
-                        need_th ? gt.data_ptr<double>() : nullptr,
-                        ga.numel() ? ga.data_ptr<double>() : nullptr, T_, N, lrs, trs, ars,
-                        xs_b, xs_t, gspk_scalar, gtr_scalar, gv_scalar};
+                        need_i0 ? gi0.data_ptr<scalar_t>() : nullptr, T_, N, pr.leak.rs,
+                        pr.th.rs, c.syn ? pr.al.rs : 0, xs_b, xs_t, gspk_scalar, gtr_scalar,
+                        gv_scalar};
     if (c.adapt) {
       a.gaT = ptr_or_null<scalar_t>(gaT);
       a.a0 = a0->data_ptr<scalar_t>();
-      a.kp = param_rows<scalar_t>(*kappa, N, krow);
-      a.rh = param_rows<scalar_t>(*rho, N, rrow);
+      a.kp = param_rows<scalar_t>(pr.kp.t, N, krow);
+      a.rh = param_rows<scalar_t>(pr.rh.t, N, rrow);
       a.ga0 = need_a0 ? ga0.data_ptr<scalar_t>() : nullptr;
-      a.gk = need_kappa ? gk.data_ptr<double>() : nullptr;
-      a.gr = need_rho ? gr.data_ptr<double>() : nullptr;
-      a.krs = krs;
-      a.rrs = rrs;
+      a.krs = pr.kp.rs;
+      a.rrs = pr.rh.rs;
     }
     if (c.recur) {
       a.gpT = ptr_or_null<scalar_t>(gpT);
       a.p0 = p0->data_ptr<scalar_t>();
-      a.w = param_rows<scalar_t>(*w, N, wrow);
+      a.w = param_rows<scalar_t>(pr.w.t, N, wrow);
       a.gp0 = need_p0 ? gp0.data_ptr<scalar_t>() : nullptr;
-      a.gw = need_w ? gw.data_ptr<double>() : nullptr;
-      a.wrs = wrs;
+      a.wrs = pr.w.rs;
     }
     if (c.refr) a.ref0 = ref0->data_ptr<scalar_t>();
     if (c.graded) {
-      a.g = param_rows<scalar_t>(*graded, N, grow);
-      a.gg = need_g ? ggr.data_ptr<double>() : nullptr;
-      a.grs = grs;
+      a.g = param_rows<scalar_t>(pr.g.t, N, grow);
+      a.grs = pr.g.rs;
     }
-    if (fast_bwd_ok(c, a)) {
-      if (c.reset == SUBTRACT) bwd_fast_dispatch<scalar_t, SUBTRACT>(c, a, B);
-      else if (c.reset == ZERO) bwd_fast_dispatch<scalar_t, ZERO>(c, a, B);
-      else bwd_fast_dispatch<scalar_t, NONE>(c, a, B);
-      return;
+    a.rbits = need_rbits ? rbits->data_ptr<uint8_t>() : nullptr;
+    a.NB = (N + 7) / 8;
+    a.B = B;
+    a.sl = &sl;
+    a.tm = Terms<scalar_t>{sl.S ? terms.data_ptr<scalar_t>() : nullptr, sl.S, B, N};
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (fast) {
+        bwd_fast(c, a, B);
+        return;
+      }
     }
-    for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
-      thread_local BwdScratch<scalar_t> scratch;
-      bwd_block(c, a, b, n0, len, scratch);
-    });
+    {
+      for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
+        thread_local BwdScratch<scalar_t> scratch;
+        bwd_block(c, a, b, n0, len, scratch);
+      });
+    }
   });
-  return {gx, gv0, gi0, ga0, gp0, gl, gt, ga, gk, gr, gw, ggr};
+  // the parameters' gradients, each of its parameter's shape and dtype
+  const at::Tensor* ps[7] = {&leak, &th, given(alpha) ? &*alpha : nullptr,
+                             given(kappa) ? &*kappa : nullptr, given(rho) ? &*rho : nullptr,
+                             given(w) ? &*w : nullptr, given(graded) ? &*graded : nullptr};
+  std::vector<at::Tensor> out = {gx, gv0, gi0, ga0, gp0};
+  for (int j = 0; j < 7; ++j) {
+    out.push_back(need_par[j] && ps[j] ? reduce_terms(terms, sl.order[j], l, *ps[j]) : empty);
+  }
+  return out;
 }
 
 }  // namespace
@@ -1370,15 +1907,16 @@ TORCH_LIBRARY(brain_ai_kernels, m) {
   m.def(
       "lif_forward(Tensor x, Tensor v0, Tensor? i0, Tensor? a0, Tensor? p0, Tensor? ref0, "
       "Tensor leak, Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, "
-      "Tensor? graded, "
+      "Tensor? graded, int[] features, "
       "int charge, int reset, int timing, bool ge, bool synapse, bool detach_reset, "
       "int surrogate, bool adapt, bool recur, int refractory, bool graded_spikes, "
       "float v_reset, float surrogate_param, bool save_h, bool record_v) -> Tensor[]");
   m.def(
-      "lif_backward(Tensor h, Tensor? grad_spikes, Tensor? grad_v, Tensor? grad_i, "
-      "Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, Tensor? i0, "
-      "Tensor? a0, Tensor? p0, Tensor? ref0, Tensor? x, Tensor leak, Tensor threshold, "
-      "Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, Tensor? graded, "
+      "lif_backward(Tensor h, Tensor? rbits, Tensor? grad_spikes, Tensor? grad_v, "
+      "Tensor? grad_i, Tensor? grad_a, Tensor? grad_p, Tensor? grad_trace, Tensor v0, "
+      "Tensor? i0, Tensor? a0, Tensor? p0, Tensor? ref0, Tensor? x, Tensor leak, "
+      "Tensor threshold, Tensor? alpha, Tensor? kappa, Tensor? rho, Tensor? w, "
+      "Tensor? graded, int[] features, "
       "int charge, int reset, int timing, bool ge, bool synapse, bool detach_reset, "
       "int surrogate, bool adapt, bool recur, int refractory, bool graded_spikes, "
       "float v_reset, float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");

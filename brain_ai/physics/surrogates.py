@@ -22,6 +22,8 @@ class (defaults)            derivative ``σ'(x)``                               
 ``SoftSign(2)``             ``1 / (2·alpha·(1/alpha + |x|)²)``                    SpikingJelly
 ``SuperSpike(1)``           ``alpha / (1 + |x|)²``                                SpikingJelly
 ``Erf(2)``                  ``alpha/√π · exp(-(alpha·x)²)``                       SpikingJelly
+``Rect(1)``                 ``alpha·(|x| < 0.5/alpha)``                           SpikingJelly
+``SpikeRateEscape(1, 25)``  ``slope·exp(-beta·|x - 1|)``                          snnTorch
 ==========================  ===================================================  ==============
 
 ``Triangular`` reproduces snnTorch 1.0.0's ``surrogate.triangular`` exactly (its backward is
@@ -48,8 +50,10 @@ __all__ = [
     "FastSigmoid",
     "PiecewiseExp",
     "PiecewiseQuadratic",
+    "Rect",
     "Sigmoid",
     "SoftSign",
+    "SpikeRateEscape",
     "SuperSpike",
     "Surrogate",
     "Triangular",
@@ -281,10 +285,49 @@ class Erf(Surrogate):
         return (self.alpha / math.sqrt(math.pi)) * torch.exp(-z * z)
 
 
+@dataclass(frozen=True)
+class Rect(Surrogate):
+    """``alpha·(|x| < 0.5/alpha)``: a rectangle of area 1 (SpikingJelly ``Rect``, class order)."""
+
+    alpha: float = 1.0
+    name: ClassVar[str] = "rect"
+
+    def __post_init__(self) -> None:
+        self._positive("alpha")
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return self.alpha * (x.abs() < 0.5 / self.alpha).to(x)
+
+    def backward(self, x: Tensor, grad_output: Tensor) -> Tensor:
+        # SpikingJelly: alpha * (x.abs() < 0.5 / alpha).to(x) * grad_output (surrogate.py)
+        return self.alpha * (x.abs() < 0.5 / self.alpha).to(x) * grad_output
+
+
+@dataclass(frozen=True)
+class SpikeRateEscape(Surrogate):
+    """``slope·exp(-beta·|x - 1|)``, peak ``slope`` at ``x = 1`` (snnTorch
+    ``spike_rate_escape``)."""
+
+    beta: float = 1.0
+    slope: float = 25.0
+    name: ClassVar[str] = "spike_rate_escape"
+
+    def __post_init__(self) -> None:
+        self._positive("beta")
+        self._positive("slope")
+
+    def derivative(self, x: Tensor) -> Tensor:
+        return self.slope * torch.exp(-self.beta * torch.abs(x - 1))
+
+    def backward(self, x: Tensor, grad_output: Tensor) -> Tensor:
+        # snnTorch: grad * slope * exp(-beta * |x - 1|)  (surrogate.py SpikeRateEscape)
+        return grad_output * self.slope * torch.exp(-self.beta * torch.abs(x - 1))
+
+
 SURROGATE_NAMES: dict[str, type[Surrogate]] = {
     cls.name: cls
     for cls in (ATan, FastSigmoid, STE, Sigmoid, Triangular, PiecewiseQuadratic, PiecewiseExp,
-                SoftSign, SuperSpike, Erf)
+                SoftSign, SuperSpike, Erf, Rect, SpikeRateEscape)
 }
 
 #: The surrogate kernel ids: the integer by which a compiled kernel knows each built-in
@@ -310,5 +353,6 @@ def surrogate_from_name(name: str, scale: float | None = None) -> Surrogate:
                           hint="or pass a Surrogate instance directly")
     if scale is None or cls is STE:
         return cls()
-    field = {"fast_sigmoid": "slope", "triangular": "threshold"}.get(name, "alpha")
+    field = {"fast_sigmoid": "slope", "triangular": "threshold",
+             "spike_rate_escape": "slope"}.get(name, "alpha")
     return cls(**{field: scale})
