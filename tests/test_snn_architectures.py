@@ -150,12 +150,15 @@ def test_snncore_fold_equals_per_step(kind: str) -> None:
     _assert_orders_agree(a, b, _order_tolerance(net, x, a))
 
 
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("arch", ["mlp", "conv", "mlp-dropout"])
 @pytest.mark.parametrize("folded", [False, True])
 def test_every_architecture_runs_through_snn_unroll(monkeypatch: pytest.MonkeyPatch,
                                                     arch: str, folded: bool) -> None:
     """Both architectures, in both orders, unroll time only through ``snn_unroll``
-    ("ConvSNN works but MLP breaks" cannot come from two loops)."""
+    ("ConvSNN works but MLP breaks" cannot come from two loops): layer by layer, one
+    ``snn_unroll`` per neuron (its multi-step kernel); with a dropout layer in training mode
+    and ``fold_time=False``, one ``snn_unroll`` over the whole network (step by step, the
+    masks drawn in the step loop's order)."""
     calls: list[str] = []
 
     def spy(module: object) -> object:
@@ -172,11 +175,16 @@ def test_every_architecture_runs_through_snn_unroll(monkeypatch: pytest.MonkeyPa
         net: SpikingSequential = SNNCore(input_size=3, hidden_sizes=(4,), output_size=2,
                                          fold_time=folded)
         x = torch.rand(2, 3, 3)
+    elif arch == "mlp-dropout":
+        net = SpikingSequential(nn.Linear(3, 4), LIFNeuron(features=4), nn.Dropout(0.2),
+                                nn.Linear(4, 2), LIFNeuron(features=2), fold_time=folded)
+        x = torch.rand(2, 3, 3)
     else:
         net = ConvSNN(input_hw=4, channels=(2,), num_classes=2, fold_time=folded)
         x = torch.rand(2, 3, 1, 4, 4)
     net(x)
-    expected = ["brain_ai.core.neurons"] * 2 if folded else ["brain_ai.core.snn"]
+    steps = arch == "mlp-dropout" and not folded
+    expected = ["brain_ai.core.snn"] if steps else ["brain_ai.core.neurons"] * 2
     assert calls == expected
 
 

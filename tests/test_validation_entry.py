@@ -56,7 +56,7 @@ CASES: list[tuple[str, Callable[[], object], type[BrainAIError], str]] = [
      "LIFNeuron.sequence"),
     ("SpikingSequential, other neuron count",
      lambda: SpikingSequential(nn.Linear(3, 5), _lif())(_z(2, 3, 3)), ShapeError,
-     "LIFNeuron.step"),
+     "LIFNeuron.sequence"),
     ("SpikingSequential folded, other neuron count",
      lambda: SpikingSequential(nn.Linear(3, 5), _lif(), fold_time=True)(_z(2, 3, 3)),
      ShapeError, "LIFNeuron.sequence"),
@@ -95,7 +95,7 @@ CASES: list[tuple[str, Callable[[], object], type[BrainAIError], str]] = [
     ("network state with a broadcast current",
      lambda: SpikingSequential(nn.Linear(3, 4), _lif(alpha=0.5))(
          _z(2, 3, 3), (None, SpikingState(v=_z(2, 4), i=_z(1, 4)))),
-     ShapeError, "LIFNeuron.step"),
+     ShapeError, "LIFNeuron.sequence"),
     ("reset_state, empty feature axis", lambda: LIFNeuron().reset_state(2, (0,)), ShapeError,
      "LIFNeuron.reset_state"),
     ("reset_state, bool batch", lambda: _lif().reset_state(True), ShapeError,

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.core.backends import NATIVE, check_backend, get_default_backend, peer_cell
-from brain_ai.core.unroll import snn_unroll
+from brain_ai.core.unroll import snn_unroll, unroll_windows
 from brain_ai.errors import ConfigError, DTypeError, ShapeError, is_int
 from brain_ai.kernels import KERNELS, fused_multi_step
 from brain_ai.physics import rules
@@ -90,11 +90,18 @@ class _Cell:
     def __call__(self, x: Tensor, state: SpikingState) -> tuple[Tensor, SpikingState]:
         return lif_step(x, state, self.p)
 
-    def multi_step(self, x: Tensor, state: SpikingState, record: Sequence[str]
+    #: multi_step takes the truncated-BPTT window itself (snn_unroll calls it once)
+    windows = True
+
+    def multi_step(self, x: Tensor, state: SpikingState, record: Sequence[str],
+                   chunk_size: int | None = None
                    ) -> tuple[Tensor, SpikingState, dict[str, Tensor]]:
         # None: not covered by a fast kernel (or the reference was chosen): run the reference
-        out = fused_multi_step(x, state, self.p, record, self.kernel)
-        return out if out is not None else lif_multi_step(x, state, self.p, record)
+        out = fused_multi_step(x, state, self.p, record, self.kernel, chunk_size)
+        if out is not None:
+            return out
+        return unroll_windows(lambda w, s, r: lif_multi_step(w, s, self.p, r), x, state,
+                              record, chunk_size)
 
 
 def _tensor(value: Scalar, name: str, where: str) -> Tensor:

@@ -5,23 +5,36 @@ model) uses: stateless layers (linear, conv, pooling, norm, flatten, dropout) an
 order, batch-first ``(B, T, ...)``, state explicit (a tuple with one entry per layer, ``None``
 for stateless ones).
 
-Two execution orders give the same numbers in exact arithmetic:
+Both orders run layer by layer (layer-major): each neuron unrolls its whole sequence on the
+multi-step kernels (:func:`brain_ai.kernels.fused_multi_step`), each stateless layer sees the
+whole sequence. They differ in how a stateless layer meets time:
 
-* ``fold_time=False`` (default): step by step, every layer per time step (what a hand-written
-  snnTorch loop does); one :func:`snn_unroll` over the whole network.
-* ``fold_time=True``: layer by layer; stateless layers see time folded into the batch
-  ``(B·T, ...)`` (SpikingJelly's ``SeqToANNContainer``), neurons unroll their sequence.
-  Faster for convolutions. Float results can differ in the last bit where a library
-  kernel's summation order depends on the batch size; conformance measures it.
+* ``fold_time=False`` (default): the numbers of a step-by-step loop (what a hand-written
+  snnTorch loop computes, every layer per time step), bit for bit, spikes, membranes and
+  gradients: a stateless layer runs once per step, unless running it once on time folded into
+  the batch is exact. That is measured per layer (:meth:`SpikingSequential.fold_plan`): a
+  layer without learnable parameters is run both ways once on random data of the call's
+  shape, outputs and input gradients compared bit for bit (pooling, flatten, activations,
+  batch-norm in eval mode: folded, one call instead of ``T``); a layer with learnable
+  parameters stays per step (its weight gradient is ``T`` per-step sums added by autograd,
+  never the one folded sum's float). A random layer in training mode (the dropout family)
+  draws its masks in the step loop's order only when every layer runs per step, so a
+  network holding one runs step by step (:func:`snn_unroll` over the whole network, the
+  neurons' reference step).
+* ``fold_time=True``: every stateless layer sees time folded into the batch ``(B·T, ...)``
+  (SpikingJelly's ``SeqToANNContainer``). Faster for convolutions; float results can differ in
+  the last bit where a library kernel's summation order depends on the batch size.
 
-Truncated BPTT is per neuron and the same in both orders: each neuron's state is detached
+Truncated BPTT is per neuron and the same in every order: each neuron's state is detached
 before every step ``t > 0`` with ``t % w == 0``, ``w`` its window
 (:meth:`SpikingSequential.chunk_sizes`: the container's ``chunk_size`` if set, else the
 neuron's own, see :func:`brain_ai.physics.windows.resolve_chunk_size`). Layer by layer the
-neuron's :func:`snn_unroll` cuts there; step by step the network's single :func:`snn_unroll`
-runs uncut and the step cuts each neuron's state there itself, so neurons with different
-windows (mixed ``chunk_size`` across layers) give the same numbers and gradients in both
-orders.
+neuron's kernel cuts the state's gradient there inside one call (nothing concatenated); step
+by step the network's single :func:`snn_unroll` runs uncut and the step cuts each neuron's
+state there itself, so neurons with different windows (mixed ``chunk_size`` across layers)
+give the same numbers and gradients in every order.
+
+Per-step spikes and membranes are recorded only for ``return_details=True``.
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +77,10 @@ __all__ = [
 
 NetState = tuple[SpikingState | None, ...]
 
+#: Layers that draw random numbers per call in training mode: a network holding one runs
+#: every layer per step, so that the masks are drawn in the step loop's order.
+_RANDOM = (nn.modules.dropout._DropoutNd,)
+
 
 def fold_time(module: nn.Module, x: Tensor) -> Tensor:
     """Apply a stateless ``module`` to ``(B, T, ...)`` by folding time into the batch.
@@ -74,6 +91,28 @@ def fold_time(module: nn.Module, x: Tensor) -> Tensor:
     b, t = x.shape[0], x.shape[TIME_DIM]
     y = module(batch_to_time_first(x).flatten(0, 1))
     return time_to_batch_first(y.unflatten(0, (t, b)))
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient: a layer run once per step then
+    gets the gradient of its output in the layout a step loop gives it (a batch-norm's
+    reduction over the batch depends on that layout), not a slice of the whole sequence's."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.contiguous()
+
+
+def _stack_steps(steps: list[Tensor]) -> Tensor:
+    """The outputs of a layer run per step as one ``(B, T, ...)`` sequence; each step's
+    gradient comes back contiguous (:class:`_ContiguousGrad`)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in steps):
+        steps = [_ContiguousGrad.apply(t) for t in steps]
+    return torch.stack(steps, TIME_DIM)
 
 
 @dataclass(eq=False)
@@ -97,7 +136,8 @@ class SpikingSequential(nn.Sequential):
 
     Args:
         *layers: modules in order (or one ``OrderedDict`` of named modules, as ``nn.Sequential``).
-        fold_time: run layer by layer with time folded into the batch (see module docstring).
+        fold_time: fold time into the batch for every stateless layer (SpikingJelly's
+            numbers); ``False`` keeps a step-by-step loop's numbers (see module docstring).
         chunk_size: truncated-BPTT window of every neuron in the container, overriding each
             neuron's own ``chunk_size``; ``None`` (default) lets each neuron keep its own
             (``None`` there too = full BPTT). Windows count from the first step of each
@@ -110,6 +150,8 @@ class SpikingSequential(nn.Sequential):
         check_chunk_size(type(self).__name__, chunk_size)
         self.fold_time = fold_time
         self.chunk_size = chunk_size
+        # fold_plan's measurements: (layer name, shape, dtype, device, mode) -> exact folded
+        self._fold_exact: dict[tuple[Any, ...], bool] = {}
 
     def _neurons(self) -> list[tuple[int, str, SpikingNeuronBase]]:
         return [(i, name, m) for i, (name, m) in enumerate(self._modules.items())
@@ -138,21 +180,96 @@ class SpikingSequential(nn.Sequential):
                              expected=n, hint="pass the state this network returned, or None")
         return list(state)
 
-    def step(self, x: Tensor, state: NetState | None = None,
+    def step(self, x: Tensor, state: NetState | None = None, record: bool = True,
              ) -> tuple[Tensor, NetState, dict[str, tuple[Tensor, Tensor]]]:
         """One time step through every layer: ``x`` ``(B, ...)``.
 
-        Returns ``(output, state, records)``, ``records[name] = (spikes, membrane)``.
+        Returns ``(output, state, records)``, ``records[name] = (spikes, membrane)`` of every
+        neuron layer (empty with ``record=False``).
         """
         states = self._init_state(state)
         records: dict[str, tuple[Tensor, Tensor]] = {}
         for i, (name, layer) in enumerate(self._modules.items()):
             if isinstance(layer, SpikingNeuronBase):
                 x, states[i] = layer.step(x, states[i])
-                records[name] = (x, states[i].v)  # type: ignore[union-attr]
+                if record:
+                    records[name] = (x, states[i].v)  # type: ignore[union-attr]
             else:
                 x = self._stateless(name, layer, x, layer)
         return x, tuple(states), records
+
+    def _random_in_training(self) -> bool:
+        """A layer that draws random numbers per call is in training mode (dropout family)."""
+        return any(isinstance(m, _RANDOM) and m.training and getattr(m, "p", 1.0) > 0
+                   for m in self.modules())
+
+    def fold_plan(self, x: Tensor) -> dict[str, bool]:
+        """Per stateless layer (by name): whether ``fold_time=False`` runs it once on time
+        folded into the batch (``True``) or once per step (``False``) for this input.
+
+        Folded is exact for a layer when it gives the per-step loop's output and input
+        gradient bit for bit; that is measured once per layer, input shape, dtype, device and
+        mode, on random data (the layer's own parameters untouched; a layer in training mode
+        with buffers, as batch-norm, is not run: per step). A layer with learnable
+        parameters is not measured: per step (autograd adds its weight gradient per step).
+        """
+        plan: dict[str, bool] = {}
+        for name, layer in self._modules.items():
+            if isinstance(layer, SpikingNeuronBase):  # spikes of the neurons' own shape
+                feats = layer.features if layer.features is not None else x.shape[2:]
+                x = x.new_empty((*x.shape[:2], *feats))
+                continue
+            plan[name] = self._measure_fold(name, layer, x)
+            x = self._next_shape(layer, x)
+        return plan
+
+    @staticmethod
+    def _next_shape(layer: nn.Module, x: Tensor) -> Tensor:
+        """An empty tensor of the shape ``layer`` gives ``x`` ``(B, T, ...)`` (one step run
+        in eval mode, so that no running statistics move)."""
+        training = layer.training
+        layer.eval()
+        try:
+            with torch.no_grad():
+                y = layer(torch.zeros((x.shape[0], *x.shape[2:]), dtype=x.dtype,
+                                      device=x.device))
+        finally:
+            layer.train(training)
+        return y.new_empty((x.shape[0], x.shape[1], *y.shape[1:]))
+
+    def _measure_fold(self, name: str, layer: nn.Module, x: Tensor) -> bool:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False  # per step: the numbers a measurement would allow folding for
+        key = (name, tuple(x.shape), x.dtype, x.device, layer.training)
+        known = self._fold_exact.get(key)
+        if known is not None:
+            return known
+        exact = False
+        learnable = any(p.requires_grad for p in layer.parameters())
+        stateful = layer.training and any(True for _ in layer.buffers())
+        if x.is_floating_point() and not learnable and not stateful:
+            g = torch.Generator(device="cpu").manual_seed(0)
+            probe = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x)
+            try:
+                with torch.enable_grad():
+                    a_in = probe.clone().requires_grad_()
+                    a = fold_time(layer, a_in)
+                    exact = a.is_floating_point()
+                    up = torch.randn(a.shape, generator=g, dtype=torch.float64).to(a)
+                    ga, = torch.autograd.grad(a, a_in, up, allow_unused=True)
+                    # per step, the steps as slices of the sequence and as tensors of their own
+                    for contiguous in (False, True):
+                        b_in = probe.clone().requires_grad_()
+                        b = torch.stack([layer(x_t.contiguous() if contiguous else x_t)
+                                         for x_t in b_in.unbind(TIME_DIM)], TIME_DIM)
+                        gb, = torch.autograd.grad(b, b_in, up, allow_unused=True)
+                        exact = exact and a.shape == b.shape and torch.equal(a, b) and (
+                            (ga is None and gb is None)
+                            or (ga is not None and gb is not None and torch.equal(ga, gb)))
+            except RuntimeError:
+                exact = False
+        self._fold_exact[key] = exact
+        return exact
 
     def forward(self, x: Tensor, state: NetState | None = None,
                 return_details: bool = False) -> Any:
@@ -162,40 +279,82 @@ class SpikingSequential(nn.Sequential):
                              got=getattr(x, "shape", type(x).__name__),
                              expected="rank >= 2, batch-first",
                              hint="time-first data: time_to_batch_first(x)")
+        if x.shape[TIME_DIM] == 0:
+            raise ShapeError(f"{type(self).__name__}.forward", "the sequence has no time steps",
+                             got=tuple(x.shape), expected="T >= 1",
+                             hint="pass at least one time step")
         windows = self.chunk_sizes()
-        if self.fold_time:
-            out, final, spikes, membrane = self._forward_folded(x, state, windows)
+        if self.fold_time or not self._random_in_training():
+            out, final, spikes, membrane = self._forward_layers(x, state, windows,
+                                                                return_details)
         else:
-            t = 0  # the step the cell is at: each neuron's state is cut at its own edges
-
-            def cell(x_t: Tensor, s: NetState) -> tuple[Any, NetState]:
-                nonlocal t
-                s = tuple(detach_state(si) if is_window_edge(t, w) else si
-                          for si, w in zip(s, windows, strict=True))
-                t += 1
-                y, s2, rec = self.step(x_t, s)
-                return (y, rec), s2
-
-            # no window here: the windows are per neuron, cut by the cell above
-            (out, rec), final, _ = snn_unroll(cell, x, tuple(self._init_state(state)), None)
-            spikes = {k: v[0] for k, v in rec.items()}
-            membrane = {k: v[1] for k, v in rec.items()}
+            out, final, spikes, membrane = self._forward_steps(x, state, windows,
+                                                               return_details)
         if return_details:
             return NetworkOutput(out, final, spikes, membrane)
         return out, final
 
-    def _forward_folded(self, x: Tensor, state: NetState | None, windows: list[int | None]
+    def _forward_steps(self, x: Tensor, state: NetState | None, windows: list[int | None],
+                       record: bool
+                       ) -> tuple[Tensor, NetState, dict[str, Tensor], dict[str, Tensor]]:
+        """Every layer per time step (a random layer's masks in the step loop's order)."""
+        t = 0  # the step the cell is at: each neuron's state is cut at its own edges
+
+        def cell(x_t: Tensor, s: NetState) -> tuple[Any, NetState]:
+            nonlocal t
+            s = tuple(detach_state(si) if is_window_edge(t, w) else si
+                      for si, w in zip(s, windows, strict=True))
+            t += 1
+            y, s2, rec = self.step(x_t, s, record)
+            return (y, rec), s2
+
+        # no window here: the windows are per neuron, cut by the cell above
+        (out, rec), final, _ = snn_unroll(cell, x, tuple(self._init_state(state)), None)
+        return (out, final, {k: v[0] for k, v in rec.items()},
+                {k: v[1] for k, v in rec.items()})
+
+    def _forward_layers(self, x: Tensor, state: NetState | None, windows: list[int | None],
+                        record: bool
                         ) -> tuple[Tensor, NetState, dict[str, Tensor], dict[str, Tensor]]:
+        """Layer by layer: neurons on their multi-step kernels, stateless layers folded
+        (``fold_time``, or where :meth:`fold_plan` measured it exact) or per step."""
         states = self._init_state(state)
         spikes: dict[str, Tensor] = {}
         membrane: dict[str, Tensor] = {}
+        # What flows between layers: the sequence (B, T, ...) and, for layers run per step,
+        # the steps exactly as a step loop hands them on: the input's own slices, a layer's
+        # outputs, a neuron's spikes of one step as a tensor of its own (contiguous; a
+        # batch-norm's bits depend on its input's layout).
+        seq: Tensor | None = x
+        steps: list[Tensor] | None = None
+        own_steps = False  # seq is a neuron's output: its steps are copied out contiguous
         for i, (name, layer) in enumerate(self._modules.items()):
             if isinstance(layer, SpikingNeuronBase):
-                x, states[i], traces = layer.sequence(x, states[i], windows[i], ("v",))
-                spikes[name], membrane[name] = x, traces["v"]
-            else:
-                x = self._stateless(name, layer, x, lambda t, m=layer: fold_time(m, t))
-        return x, tuple(states), spikes, membrane
+                seq = seq if seq is not None else _stack_steps(steps)  # type: ignore[arg-type]
+                seq, states[i], traces = layer.sequence(seq, states[i], windows[i],
+                                                        ("v",) if record else ())
+                steps, own_steps = None, True
+                if record:
+                    spikes[name], membrane[name] = seq, traces["v"]
+                continue
+            if seq is None and (self.fold_time or self._measure_fold(
+                    name, layer, steps[0].new_empty((steps[0].shape[0], len(steps),  # type: ignore[index]
+                                                     *steps[0].shape[1:])))):  # type: ignore[index]
+                seq = _stack_steps(steps)  # type: ignore[arg-type]
+            if seq is not None and (self.fold_time or self._measure_fold(name, layer, seq)):
+                seq = self._stateless(name, layer, seq, lambda t, m=layer: fold_time(m, t))
+                steps, own_steps = None, False
+                continue
+            if steps is None:  # then seq is set
+                src = cast(Tensor, seq)
+                steps = (list(batch_to_time_first(src).contiguous().unbind(0)) if own_steps
+                         else list(src.unbind(TIME_DIM)))
+            current = steps
+            steps = self._stateless(name, layer, seq if seq is not None else steps[0],
+                                    lambda _t, m=layer, xs=current: [m(x_t) for x_t in xs])
+            seq, own_steps = None, False
+        out = seq if seq is not None else _stack_steps(steps)  # type: ignore[arg-type]
+        return out, tuple(states), spikes, membrane
 
     def _stateless(self, name: str, layer: nn.Module, x: Tensor, run: Any) -> Tensor:
         """``run(x)`` for a stateless layer; its shape/dtype errors name the layer and input."""

@@ -9,7 +9,11 @@ where (a call's ``chunk_size``, a container's, a neuron's own) is decided by
 
 A cell is any callable ``cell_fn(x_t, state) -> (spikes_t, new_state)``. A cell may also
 provide ``cell_fn.multi_step(x_chunk, state, record) -> (spikes, state, traces)``, its fused
-multi-step path; :func:`snn_unroll` then calls it once per window instead of looping.
+multi-step path; :func:`snn_unroll` then calls it once per window instead of looping. A cell
+whose ``windows`` attribute is true takes the window itself,
+``multi_step(x, state, record, chunk_size)``, and is called once for the whole sequence (the
+neurons' cells: their kernels stop the state's gradient at the window edges inside one call,
+with nothing to concatenate; see :func:`brain_ai.kernels.fused_multi_step`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from brain_ai.physics.axes import TIME_DIM
 from brain_ai.physics.state import detach_state
 from brain_ai.physics.windows import check_chunk_size, resolve_chunk_size
 
-__all__ = ["UnrollResult", "check_chunk_size", "snn_unroll"]
+__all__ = ["UnrollResult", "check_chunk_size", "snn_unroll", "unroll_windows"]
 
 
 class UnrollResult(NamedTuple):
@@ -48,6 +52,32 @@ def _record_step(state: Any, name: str) -> Tensor:
                           got=type(state).__name__, expected="a state field that is set",
                           hint="record only fields the neuron uses, e.g. ('v',)")
     return value
+
+
+def unroll_windows(
+    multi_step: Callable[[Tensor, Any, tuple[str, ...]], tuple[Any, Any, dict[str, Tensor]]],
+    inputs: Tensor, initial_state: Any, record: Sequence[str], chunk_size: int | None,
+) -> UnrollResult:
+    """``multi_step`` once per truncated-BPTT window of ``inputs`` ``(B, T, ...)``, the state
+    detached between windows; outputs and traces concatenated along time (none when one window
+    covers the sequence)."""
+    windows = inputs.split(chunk_size, dim=TIME_DIM) if chunk_size is not None else (inputs,)
+    state = initial_state
+    spikes: list[Any] = []
+    traces: dict[str, list[Tensor]] = {name: [] for name in record}
+    for w, window in enumerate(windows):
+        if w > 0:
+            state = detach_state(state)  # truncated BPTT: cut the graph at the window edge
+        s, state, tr = multi_step(window, state, tuple(record))
+        spikes.append(s)
+        for name in record:
+            traces[name].append(tr[name])
+    if len(spikes) == 1:
+        return UnrollResult(spikes[0], state, {name: vals[0] for name, vals in traces.items()})
+    return UnrollResult(
+        pytree.tree_map(lambda *ts: torch.cat(ts, TIME_DIM), *spikes), state,
+        {name: torch.cat(vals, TIME_DIM) for name, vals in traces.items()},
+    )
 
 
 def snn_unroll(
@@ -85,20 +115,19 @@ def snn_unroll(
                          got=tuple(inputs.shape), expected="T >= 1",
                          hint="pass at least one time step")
     chunk = resolve_chunk_size("snn_unroll", call=chunk_size)
-    windows = inputs.split(chunk, dim=TIME_DIM) if chunk is not None else (inputs,)
     multi_step = getattr(cell_fn, "multi_step", None)
+    if multi_step is not None:
+        if getattr(cell_fn, "windows", False):  # one call: the cell cuts at the window edges
+            s, state, tr = multi_step(inputs, initial_state, tuple(record), chunk)
+            return UnrollResult(s, state, {name: tr[name] for name in record})
+        return unroll_windows(multi_step, inputs, initial_state, record, chunk)
+    windows = inputs.split(chunk, dim=TIME_DIM) if chunk is not None else (inputs,)
     state = initial_state
     spikes: list[Any] = []
     traces: dict[str, list[Tensor]] = {name: [] for name in record}
     for w, window in enumerate(windows):
         if w > 0:
             state = detach_state(state)  # truncated BPTT: cut the graph at the window edge
-        if multi_step is not None:
-            s, state, tr = multi_step(window, state, tuple(record))
-            spikes.append(s)
-            for name in record:
-                traces[name].append(tr[name])
-            continue
         for x_t in window.unbind(TIME_DIM):
             s_t, state = cell_fn(x_t, state)
             spikes.append(pytree.tree_map(lambda t: t.unsqueeze(TIME_DIM), s_t))

@@ -24,9 +24,17 @@ kernel runs (``native`` on CPU when it compiles, else ``fused``; ``fused`` on CU
 A call a kernel does not cover falls back to the next (``triton`` -> ``native`` -> ``fused``
 -> ``reference``; ``triton`` on CPU tensors, without Triton or under ``torch.compile``;
 ``native`` also when no compiler exists), never to something inexact: forward spikes,
-membranes and currents are bit-identical to the reference; gradients differ only by summation
+membranes and currents are bit-identical to the reference. So are the gradients of ``fused``
+and ``native`` for every charge, reset, timing and comparator (input, initial membrane,
+learnable leak and threshold of any broadcastable shape, every built-in surrogate, float32
+and float64, truncated BPTT): they add what autograd's engine adds, in its order
+(tests/test_fast_path.py, also against snnTorch and SpikingJelly directly). With a synapse,
+adaptation, recurrence, a refractory period or graded spikes they differ only by summation
 order (tests/test_kernels.py: within 1e-6 of the largest entry, and for parameters of the sum
 of the absolute terms reduced).
+
+Truncated BPTT (``chunk_size``) runs as one call of ``fused`` / ``native`` over the whole
+sequence, which stops the state's gradient at the window edges (:func:`fused_multi_step`).
 
 Covered by ``fused`` and ``native``: every charge rule, reset mechanism, reset timing,
 comparator, ``v_reset``, ``detach_reset``, a current-based synapse, an adaptive threshold
@@ -35,8 +43,9 @@ comparator, ``v_reset``, ``detach_reset``, a current-based synapse, an adaptive 
 threshold, ``α``, ``κ``, ``ρ``, recurrent weight and graded factor, ``record=("v",)``,
 float32/float64 state (lower-precision input is promoted as the reference does), every built-in
 surrogate (``native``; a user-defined surrogate runs on ``fused``, which calls its
-``backward``). ``native`` has a faster loop for the common case (β charge, no carried reset,
-no synapse, adaptation, recurrence, refractory period or graded spikes). ``triton`` covers the
+``backward``). ``native`` runs every charge x reset x timing x comparator on a vectorized
+loop of its own (the rules as template arguments); the optional features (synapse,
+adaptation, recurrence, refractory period, graded spikes) on a general loop. ``triton`` covers the
 LIF family without adaptation, recurrence, refractory periods and graded spikes. Not covered
 (the reference runs): linear/conv recurrent connections (a matmul per step needs the previous
 step's spikes of the whole layer), learnable delays, other recorded fields, and calls under
@@ -120,9 +129,11 @@ def recurrent_weight(p: LIFParams) -> Tensor | None:
     return getattr(p.recurrent, "elementwise_weight", None) if p.recurrent is not None else None
 
 
-def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = ()
-                 ) -> FusedConfig | None:
-    """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it."""
+def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = (),
+                 chunk_size: int | None = None) -> FusedConfig | None:
+    """The :class:`FusedConfig` of this call, or ``None`` when the fused op does not cover it.
+
+    ``chunk_size``: truncated-BPTT window inside the op (``None``: full BPTT)."""
     if unknown_fields_set(p):
         return None
     adapt = p.adapt_decay is not None or p.adapt_scale is not None
@@ -166,6 +177,7 @@ def fused_config(x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[
         synapse=p.alpha is not None, record_v="v" in record, adapt=adapt,
         recur=w_rec is not None, refractory=max(int(p.refractory_steps), 0),
         graded=p.graded is not None,
+        window=int(chunk_size) if chunk_size is not None and chunk_size < x.shape[1] else 0,
     )
     # every faster kernel falls back to the fused op: it must cover the rules, or none runs
     return c if fused.covers(c) else None
@@ -178,7 +190,7 @@ def _transformed() -> bool:
 
 def fused_multi_step(
     x: Tensor, state: SpikingState, p: LIFParams, record: Sequence[str] = (),
-    preferred: str | None = None,
+    preferred: str | None = None, chunk_size: int | None = None,
 ) -> tuple[Tensor, SpikingState, dict[str, Tensor]] | None:
     """The multi-step LIF over ``x`` ``(B, T, *f)`` by the selected fast kernel, or ``None``.
 
@@ -193,13 +205,19 @@ def fused_multi_step(
         record: state fields to stack over time; only ``("v",)`` is covered.
         preferred: the neuron's own kernel choice (``None``: fastest); ``$BRAIN_AI_KERNEL``,
             when set, overrides it.
+        chunk_size: truncated-BPTT window (``None``: full BPTT). The whole sequence is one
+            call of the op, which stops the state's gradient at the window edges (steps
+            ``t > 0`` with ``t % chunk_size == 0``): the same numbers as detaching the state
+            between windows (:func:`brain_ai.core.unroll.snn_unroll`), with no concatenation,
+            and the parameters' gradients summed over the whole sequence in autograd's order
+            (per-window calls would sum each window apart, another float).
     Returns:
         ``(spikes (B, T, *f), final_state, traces)`` or ``None``.
     """
     kernel = selected_kernel() or preferred
     if kernel == "reference":
         return None
-    c = fused_config(x, state, p, record)
+    c = fused_config(x, state, p, record, chunk_size)
     if c is None:
         return None
     compiling = torch.compiler.is_compiling()
@@ -231,7 +249,7 @@ def fused_multi_step(
     leak, thr, alpha = (cast(raw[k]) for k in ("leak", "threshold", "alpha"))
     extra = {**states, **{k: cast(t) for k, t in extra_raw.items()}}
     outs = None
-    if kernel == "triton" and not compiling and not extra:
+    if kernel == "triton" and not compiling and not extra and not c.window:
         outs = triton_lif.run_dispatched(c, x, state.v, state.i, leak, thr, alpha)
     if outs is None and kernel != "fused" and (not compiling or native.loaded()):
         outs = native.run_native(c, x, state.v, state.i, raw["leak"], raw["threshold"],

@@ -64,6 +64,10 @@ class FusedConfig:
         refractory: refractory steps ``R`` (0: none): ``h ← v_reset`` while ``ref > 0``;
             ``ref' = R`` after a spike, else ``max(ref - 1, 0)``.
         graded: the output is ``s·g`` (snnTorch's graded spikes; also the recurrent input).
+        window: truncated BPTT inside the op (0: none): the state's gradient stops at every
+            step ``t > 0`` with ``t % window == 0`` (the state was detached there), the
+            parameters' gradients run on through the whole sequence in one reverse-time sum,
+            as autograd's engine adds them over the detached windows.
     """
 
     charge: str
@@ -79,6 +83,7 @@ class FusedConfig:
     recur: bool = False
     refractory: int = 0
     graded: bool = False
+    window: int = 0
 
     @property
     def carried(self) -> bool:
@@ -534,6 +539,8 @@ class FusedLIF(torch.autograd.Function):
             for term in thr_terms:  # reduced one by one, in autograd's (reverse) order
                 g_thr = g_thr + _reduce(term, thr)
             g_parts = parts
+            if c.window and t > 0 and t % c.window == 0:  # truncated BPTT: detached here
+                g_parts, g_i_next, g_a, g_p = [], None, None, None
         g_v0 = _total(g_parts) if needs[2] else None
         g_i0 = g_i_next if (c.synapse and needs[3]) else None
         g_a0 = g_a if (c.adapt and needs[4]) else None

@@ -2,7 +2,8 @@
 //
 // Same equations, same operation order as brain_ai/physics/rules.py, so the forward is
 // bit-identical to the PyTorch reference; compile with -ffp-contract=off (no FMA contraction).
-// Layout: batch-first x (B, T, N) contiguous; state and parameters pre-expanded to (B, N).
+// Layout: batch-first x (B, T, N) (any batch/time strides); state (B, N); parameters as
+// rows: one value, one (N,) row shared by the batch, or (B, N).
 // Work items are (batch row, block of BLK neurons); each keeps its membrane in a local array
 // for all T steps, and runs over the neurons of its block in simple (vectorizable) loops, one
 // per rule, with the rule choice hoisted out of the loop.
@@ -16,7 +17,13 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#include <ATen/Version.h>
 #include <torch/library.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#include <sleef.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +35,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -176,6 +184,9 @@ struct Cfg {
   double vr, sp;
   int64_t refr = 0;     // refractory steps R: h <- v_reset while ref > 0 (0: none)
   bool graded = false;  // the output is s·g
+  // truncated BPTT: the state's gradient stops at steps t > 0 with t % window == 0 (0: none)
+  int64_t window = 0;
+  bool edge(int64_t t) const { return window > 0 && t > 0 && t % window == 0; }
   bool carried() const { return timing != IMMEDIATE && reset != NONE; }
   bool pre() const { return timing == DELAYED_PRE || timing == COMPENSATED_PRE; }
   bool delayed() const { return timing == DELAYED || timing == DELAYED_PRE || reset == NONE; }
@@ -312,34 +323,178 @@ inline void exp_row(const double* a, double* r, int64_t n) {
   }
 }
 
+// torch.sigmoid on CPU: ATen's vectorized loop computes 1 / (exp(0 - a) + 1) with SLEEF's exp
+// on whole vectors, and 1 / (1 + std::exp(-a)) on the last n mod 2V elements of each chunk a
+// thread runs (V: elements per vector of torch's CPU capability, the loop unrolled twice;
+// chunks as at::parallel_for cuts the (B, *f) tensor of one step, M elements). Those ranges,
+// as flat indices into the step's tensor, give the native op torch's bits.
+struct ScalarTails {
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // [lo, hi)
+};
+
+ScalarTails scalar_tails(int64_t M, int64_t elem_size) {
+  ScalarTails st;
+  const std::string cap = at::get_cpu_capability();
+  const int64_t vbytes = cap == "AVX512" ? 64 : (cap == "AVX2" ? 32 : 0);
+  const int64_t step = vbytes ? 2 * vbytes / elem_size : 0;  // 0: every element scalar
+  const int64_t grain = 32768;  // at::internal::GRAIN_SIZE (ATen/TensorIterator.h)
+  const int64_t threads = at::get_num_threads();
+  int64_t chunk = M;
+  if (M > grain && threads > 1) {  // TensorIterator::for_each -> at::parallel_for
+    const int64_t tasks = std::min<int64_t>(threads, (M + grain - 1) / grain);
+    chunk = (M + tasks - 1) / tasks;
+  }
+  for (int64_t lo = 0; lo < M; lo += chunk) {
+    const int64_t n = std::min(chunk, M - lo);
+    st.ranges.emplace_back(lo + (step ? n - n % step : 0), lo + n);
+  }
+  return st;
+}
+
+// exp(0 - d·k) of whole vectors as ATen's Vectorized computes it (SLEEF, 1.0 ULP; its 256-bit
+// and 512-bit versions agree lane for lane), the product and difference rounded as the
+// scalar code rounds them; without AVX2 at build time, std::exp (not torch's bits).
+inline void sleef_exp_neg_row(const float* d, float k, float* r, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512 kv = _mm512_set1_ps(k), zero = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) {
+    const __m512 a = _mm512_sub_ps(zero, _mm512_mul_ps(_mm512_loadu_ps(d + i), kv));
+    _mm512_storeu_ps(r + i, Sleef_expf16_u10(a));
+  }
+#endif
+#if defined(__AVX2__)
+  const __m256 kh = _mm256_set1_ps(k), zh = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    const __m256 a = _mm256_sub_ps(zh, _mm256_mul_ps(_mm256_loadu_ps(d + i), kh));
+    _mm256_storeu_ps(r + i, Sleef_expf8_u10(a));
+  }
+  if (i < n) {
+    alignas(32) float buf[8] = {0};
+    for (int64_t j = 0; j < n - i; ++j) buf[j] = 0.0f - d[i + j] * k;
+    _mm256_store_ps(buf, Sleef_expf8_u10(_mm256_load_ps(buf)));
+    std::memcpy(r + i, buf, static_cast<size_t>(n - i) * sizeof(float));
+    i = n;
+  }
+#endif
+  for (; i < n; ++i) r[i] = std::exp(0.0f - d[i] * k);
+}
+
+inline void sleef_exp_neg_row(const double* d, double k, double* r, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  const __m512d kv = _mm512_set1_pd(k), zero = _mm512_setzero_pd();
+  for (; i + 8 <= n; i += 8) {
+    const __m512d a = _mm512_sub_pd(zero, _mm512_mul_pd(_mm512_loadu_pd(d + i), kv));
+    _mm512_storeu_pd(r + i, Sleef_expd8_u10(a));
+  }
+#endif
+#if defined(__AVX2__)
+  const __m256d kh = _mm256_set1_pd(k), zh = _mm256_setzero_pd();
+  for (; i + 4 <= n; i += 4) {
+    const __m256d a = _mm256_sub_pd(zh, _mm256_mul_pd(_mm256_loadu_pd(d + i), kh));
+    _mm256_storeu_pd(r + i, Sleef_expd4_u10(a));
+  }
+  if (i < n) {
+    alignas(32) double buf[4] = {0};
+    for (int64_t j = 0; j < n - i; ++j) buf[j] = 0.0 - d[i + j] * k;
+    _mm256_store_pd(buf, Sleef_expd4_u10(_mm256_load_pd(buf)));
+    std::memcpy(r + i, buf, static_cast<size_t>(n - i) * sizeof(double));
+    i = n;
+  }
+#endif
+  for (; i < n; ++i) r[i] = std::exp(0.0 - d[i] * k);
+}
+
+// std::exp of one value (the library's scalar exp: never a vectorized variant)
+template <typename T>
+__attribute__((noinline)) T scalar_exp(T a) {
+  return std::exp(a);
+}
+
 // sg = surrogate'(d)·g over one row (the surrogate is a template argument: one vectorized
-// loop per surrogate, chosen once per row). The exp of piecewise_exp and erf is torch's.
+// loop per surrogate, chosen once per row). The exp of piecewise_exp and erf is torch's, and
+// sigmoid's too (i0: the row's flat index in its step's tensor, for the scalar tails).
 // With gr (the fast backward): out = gr + sg, the gradient of h (the same-step reset's part
 // first, then the firing's), and sg itself into sg_out where SG.
 template <typename T, int64_t S, bool SG>
 __attribute__((noinline)) void surr_rows(double p, const T* __restrict d,
                                          const T* __restrict g, const T* __restrict gr,
-                                         T* __restrict out, T* __restrict sg_out, int64_t len) {
+                                         T* __restrict out, T* __restrict sg_out, int64_t len,
+                                         int64_t i0, const ScalarTails* tails) {
   const SurrFn<T, S> f(p);
-  if constexpr (S == PIECEWISE_EXP || S == ERF) {
+#if defined(__AVX512F__)
+  if constexpr (S == SIGMOID && !SG && std::is_same_v<T, float>) {
+    if (gr != nullptr) {  // one pass: exp, sigmoid, its derivative, + gr (the same roundings)
+      const __m512 k = _mm512_set1_ps(f.k1), one = _mm512_set1_ps(1.0f),
+                   zero = _mm512_setzero_ps();
+      int64_t i = 0;
+      for (; i + 16 <= len; i += 16) {
+        const __m512 a = _mm512_sub_ps(zero, _mm512_mul_ps(_mm512_loadu_ps(d + i), k));
+        const __m512 e = Sleef_expf16_u10(a);
+        const __m512 sgm = _mm512_div_ps(one, _mm512_add_ps(one, e));
+        const __m512 der = _mm512_mul_ps(_mm512_mul_ps(_mm512_sub_ps(one, sgm), sgm), k);
+        _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(gr + i),
+                                                _mm512_mul_ps(_mm512_loadu_ps(g + i), der)));
+      }
+      auto one_elem = [&](int64_t j, float e) {
+        const float sgm = 1.0f / (1.0f + e);
+        out[j] = gr[j] + g[j] * (((1.0f - sgm) * sgm) * f.k1);
+      };
+      if (i < len) {  // the last partial vector: SLEEF on a padded copy
+        alignas(64) float buf[16] = {0};
+        for (int64_t j = i; j < len; ++j) buf[j - i] = 0.0f - d[j] * f.k1;
+        _mm512_store_ps(buf, Sleef_expf16_u10(_mm512_load_ps(buf)));
+        for (int64_t j = i; j < len; ++j) one_elem(j, buf[j - i]);
+      }
+      if (tails != nullptr) {  // torch's scalar elements
+        for (const auto& rg : tails->ranges) {
+          const int64_t lo = std::max<int64_t>(rg.first - i0, 0);
+          const int64_t hi = std::min<int64_t>(rg.second - i0, len);
+          for (int64_t j = lo; j < hi; ++j) one_elem(j, scalar_exp(-(d[j] * f.k1)));
+        }
+      }
+      return;
+    }
+  }
+#endif
+  if constexpr (S == PIECEWISE_EXP || S == ERF || S == SIGMOID) {
     T arg[BWD_BLK], e[BWD_BLK];
     if constexpr (S == PIECEWISE_EXP) {  // g·(α/2·exp(-α·|x|))
       for (int64_t k = 0; k < len; ++k) arg[k] = f.k1 * std::abs(d[k]);
-    } else {  // g·(α/√π·exp(-z·z)), z = α·x
+      exp_row(arg, e, len);
+    } else if constexpr (S == ERF) {  // g·(α/√π·exp(-z·z)), z = α·x
       for (int64_t k = 0; k < len; ++k) {
         const T z = f.k1 * d[k];
         arg[k] = -z * z;
       }
+      exp_row(arg, e, len);
+    } else {  // g·((1 - s)·s·α), s = sigmoid(α·x) = 1 / (1 + exp(-α·x))
+      sleef_exp_neg_row(d, f.k1, e, len);
+      if (tails != nullptr) {
+        for (const auto& rg : tails->ranges) {
+          const int64_t lo = std::max<int64_t>(rg.first - i0, 0);
+          const int64_t hi = std::min<int64_t>(rg.second - i0, len);
+          for (int64_t k = lo; k < hi; ++k) e[k] = scalar_exp(-(d[k] * f.k1));
+        }
+      }
     }
-    exp_row(arg, e, len);
+    auto sg_of = [&](int64_t k) -> T {
+      if constexpr (S == SIGMOID) {
+        const T sgm = T(1) / (T(1) + e[k]);
+        return g[k] * (((T(1) - sgm) * sgm) * f.k1);
+      } else {
+        return g[k] * (f.k2 * e[k]);
+      }
+    };
     if (gr != nullptr) {
       for (int64_t k = 0; k < len; ++k) {
-        const T sg = g[k] * (f.k2 * e[k]);
-        if constexpr (SG) sg_out[k] = sg;
-        out[k] = gr[k] + sg;
+        const T u = sg_of(k);
+        if constexpr (SG) sg_out[k] = u;
+        out[k] = gr[k] + u;
       }
     } else {
-      for (int64_t k = 0; k < len; ++k) out[k] = g[k] * (f.k2 * e[k]);
+      for (int64_t k = 0; k < len; ++k) out[k] = sg_of(k);
     }
   } else if (gr != nullptr) {
     for (int64_t k = 0; k < len; ++k) {
@@ -354,13 +509,13 @@ __attribute__((noinline)) void surr_rows(double p, const T* __restrict d,
 
 // out = gr + sg (gr nullptr: out = sg), sg also into sg_out unless nullptr.
 template <typename T>
-void surr_row(const Cfg& c, const T* d, const T* g, T* out, int64_t len,
-              const T* gr = nullptr, T* sg_out = nullptr) {
+void surr_row(const Cfg& c, const T* d, const T* g, T* out, int64_t len, int64_t i0,
+              const ScalarTails* tails, const T* gr = nullptr, T* sg_out = nullptr) {
   auto go = [&](auto fn_sg, auto fn) {
     if (sg_out) {
-      fn_sg(c.sp, d, g, gr, out, sg_out, len);
+      fn_sg(c.sp, d, g, gr, out, sg_out, len, i0, tails);
     } else {
-      fn(c.sp, d, g, gr, out, nullptr, len);
+      fn(c.sp, d, g, gr, out, nullptr, len, i0, tails);
     }
   };
   switch (c.surr) {
@@ -380,8 +535,9 @@ void surr_row(const Cfg& c, const T* d, const T* g, T* out, int64_t len,
 }
 
 template <typename T>
-void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len) {
-  surr_row(c, x, g, out, len);
+void surrogate(const Cfg& c, const T* x, const T* g, T* out, int64_t len, int64_t i0,
+               const ScalarTails* tails) {
+  surr_row(c, x, g, out, len, i0, tails);
 }
 
 template <typename T>
@@ -555,6 +711,7 @@ struct BwdArgs {
   int64_t NB = 0;                  // bytes per (b, t) row of rbits
   int64_t B = 0;
   const Slots* sl = nullptr;  // where the parameter terms go
+  const ScalarTails* tails = nullptr;  // torch.sigmoid's scalar elements (sigmoid surrogate)
   Terms<T> tm;
 };
 
@@ -755,7 +912,7 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
         for (int64_t k = 0; k < len; ++k) gs[k] = gs[k] + (gv[k] * vr + (-(gv[k] * ht[k])));
       }
     }
-    surrogate(c, d, gs, sg, len);
+    surrogate(c, d, gs, sg, len, base, a.tails);
     for (int64_t k = 0; k < len; ++k) gh[k] = ghr[k] + sg[k];
     if (c.refr) {  // h = where(ref > 0, v_reset, h)
       const uint8_t* m = sc.mbuf.data() + t * len;
@@ -891,6 +1048,9 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       for (int64_t k = 0; k < len; ++k) ga[k] = ga[k] * rh[k] + gte[k] * kp[k];
     }
     for (int64_t k = 0; k < len; ++k) gv[k] = gv1[k];
+    if (c.edge(t)) {  // truncated BPTT: the state before this step was detached
+      for (int64_t k = 0; k < len; ++k) gv[k] = gi[k] = ga[k] = gp[k] = T(0);
+    }
   }
   if (a.gv0) for (int64_t k = 0; k < len; ++k) a.gv0[base + k] = gv[k];
   if (a.gi0) for (int64_t k = 0; k < len; ++k) a.gi0[base + k] = gi[k];
@@ -1118,7 +1278,7 @@ __attribute__((noinline)) void unpack_bits(const uint8_t* __restrict in, T* __re
 // One step of one block. A function of its own, with restrict-qualified arguments: inlined
 // into the time loop, where its output rows are picked per call (an output that is not wanted
 // goes to a scratch row), the compiler gives up vectorizing it.
-template <typename T, int64_t CH, int64_t RS, int64_t TM>
+template <typename T, int64_t CH, int64_t RS, int64_t TM, bool TRACE>
 __attribute__((noinline)) void fwd_step(const T* __restrict xt, const T* __restrict lk,
                                         const T* __restrict th, T* __restrict v,
                                         T* __restrict so, T* __restrict ho, T* __restrict to,
@@ -1151,8 +1311,8 @@ __attribute__((noinline)) void fwd_step(const T* __restrict xt, const T* __restr
     v[k] = vn;
     so[k] = sk;
     ho[k] = hh;
-    to[k] = vn;
-    rrow[k] = r;
+    if constexpr (TRACE) to[k] = vn;
+    if constexpr (R::comp) rrow[k] = r;
   }
 }
 
@@ -1167,9 +1327,15 @@ void fwd_rule(const Cfg& c, const FwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
   for (int64_t k = 0; k < len; ++k) v[k] = a.v0[base + k];
   for (int64_t t = 0; t < a.T_; ++t) {
     const int64_t off = (b * a.T_ + t) * a.N + n0;
-    fwd_step<T, CH, RS, TM>(a.x + b * a.xsb + t * a.xst + n0, lk, th, v, a.spk + off,
-                            a.h ? a.h + off : sink, a.trace ? a.trace + off : sink2, rrow, len,
-                            vr, c.vr == 0.0, c.ge);
+    const T* xt = a.x + b * a.xsb + t * a.xst + n0;
+    T* ho = a.h ? a.h + off : sink;
+    if (a.trace) {
+      fwd_step<T, CH, RS, TM, true>(xt, lk, th, v, a.spk + off, ho, a.trace + off, rrow, len,
+                                    vr, c.vr == 0.0, c.ge);
+    } else {
+      fwd_step<T, CH, RS, TM, false>(xt, lk, th, v, a.spk + off, ho, sink2, rrow, len, vr,
+                                     c.vr == 0.0, c.ge);
+    }
     if (R::comp && a.rbits) {  // the carried resets, for the backward: one bit each
       pack_bits(rrow, a.rbits + (b * a.T_ + t) * a.NB + n0 / 8, len);
     }
@@ -1269,7 +1435,7 @@ __attribute__((noinline)) void bwd_prev(const T* __restrict hq, const uint8_t* _
 // the arrivals q from step t+1, in order; kept in gvr for the threshold's terms), d = h - θ,
 // the spike's gradient (the outside one, then the same-step reset's, in the engine's order)
 // and the same-step reset's part gr of h's gradient. After this pass h[t] is not read again.
-template <typename T, int64_t CH, int64_t RS, int64_t TM, int64_t NQ>
+template <typename T, int64_t CH, int64_t RS, int64_t TM, int64_t NQ, bool GV>
 __attribute__((noinline)) void bwd_pass_a(const T* __restrict e, const T* __restrict q,
                                           const T* __restrict ht, const T* __restrict th,
                                           const T* __restrict gso, const T* __restrict rr,
@@ -1282,7 +1448,7 @@ __attribute__((noinline)) void bwd_pass_a(const T* __restrict e, const T* __rest
     if constexpr (NQ > 1) g = g + q[BWD_BLK + k];
     if constexpr (NQ > 2) g = g + q[2 * BWD_BLK + k];
     if constexpr (NQ > 3) g = g + q[3 * BWD_BLK + k];
-    gvr[k] = g;
+    if constexpr (GV) gvr[k] = g;  // for the threshold's terms
     const T hh = ht[k];
     const T d = hh - th[k];
     drow[k] = d;
@@ -1480,11 +1646,19 @@ void bwd_rule(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
     bwd_prev<T, RS, TM>(t > 0 ? ht - N : nullptr, (R::comp && t > 0) ? rb - a.NB : nullptr, rb,
                         a.v0 + base, th, vpr, rr, len, vr, ge,
                         need_vp);
-    bwd_pass_a<T, CH, RS, TM, NQ>(e, q, ht, th, gso, rr, gvr, drow, gsr, grr, len, vr,
-                                  c.detach, ge);
-    surr_row(c, drow, gsr, ghr, len, grr, need_t ? sgr : nullptr);
+    if (need_t) {
+      bwd_pass_a<T, CH, RS, TM, NQ, true>(e, q, ht, th, gso, rr, gvr, drow, gsr, grr, len, vr,
+                                          c.detach, ge);
+    } else {
+      bwd_pass_a<T, CH, RS, TM, NQ, false>(e, q, ht, th, gso, rr, gvr, drow, gsr, grr, len,
+                                           vr, c.detach, ge);
+    }
+    surr_row(c, drow, gsr, ghr, len, base, a.tails, grr, need_t ? sgr : nullptr);
     // h[t] is not read after pass A: x's gradient may overwrite it (gx_into_h)
     bwd_pass_b<T, CH, RS, TM, NQ>(ghr, rr, lk, gv1r, q, a.gx ? a.gx + off : gxr, len);
+    if (c.edge(t)) {  // truncated BPTT: the state before this step was detached
+      for (int64_t k = 0; k < NQ * BWD_BLK; ++k) q[k] = T(0);
+    }
     if (need_t) theta_terms<T, R::carried>(sl, a.tm, t, b, n0, gvr, drow, sgr, ghr, gv1r, rr, len, ge);
     if (need_l) {
       const T* xt = (CH == TAU_INPUT || CH == RATE_INPUT) ? a.x + b * a.xsb + t * a.xst + n0
@@ -1708,13 +1882,9 @@ std::vector<at::Tensor> lif_forward(const at::Tensor& x, const at::Tensor& v0, c
     }
     a.rbits = rbits.numel() ? rbits.data_ptr<uint8_t>() : nullptr;
     a.NB = NB;
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      if (fast) {
-        fwd_fast(c, a, B);
-        return;
-      }
-    }
-    {
+    if (fast) {
+      fwd_fast(c, a, B);
+    } else {
       for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
         fwd_block(c, a, b, n0, len);
       });
@@ -1755,21 +1925,52 @@ Slots slots_of(const Cfg& c, bool fast, const bool need[7]) {
 // A parameter's gradient from its per-step terms ((T, S, B, N) buffer), as autograd's engine
 // forms it: each term summed to the parameter's shape on its own (at::sum_to, in the state
 // dtype, then cast to the parameter's), the sums added from the last step to the first and
-// within a step in slot order. Runs outside any parallel region, as autograd's reductions do
-// (a reduction's order may depend on that).
+// within a step in slot order. A step's term of fewer elements than ATen's grain
+// (at::internal::GRAIN_SIZE) is summed serially by at::sum; so is each row of one at::sum over
+// all steps' terms at once (the rows split over threads, each row within one), with the same
+// loop: for a one-value or per-neuron parameter that one call replaces T·S of them. Larger
+// terms (at::sum splits one term over threads) and other shapes: one at::sum_to per term.
+// Runs outside any parallel region, as autograd's reductions do.
 at::Tensor reduce_terms(const at::Tensor& buf, const std::vector<int64_t>& order,
                         const Layout& l, const at::Tensor& param) {
-  at::Tensor acc;
-  for (int64_t t = buf.size(0) - 1; t >= 0; --t) {
-    const at::Tensor step = buf.select(0, t);
-    for (int64_t slot : order) {
-      at::Tensor r = at::sum_to(step.select(0, slot).view(l.full), param.sizes());
-      if (r.scalar_type() != param.scalar_type()) r = r.to(param.scalar_type());
-      acc = acc.defined() ? acc.add(r) : r;
+  if (order.empty()) return at::zeros_like(param);
+  const int64_t Tn = buf.size(0), S = buf.size(1), P = param.numel();
+  const c10::IntArrayRef feats = c10::IntArrayRef(l.full).slice(1);
+  const bool scalar = param.dim() == 0, per_neuron = param.sizes() == feats;
+  at::Tensor sums;  // (T, S, P): the sum of every term, state dtype
+  if (l.B * l.N < 32768 && (scalar || per_neuron)) {
+    sums = scalar ? buf.view({Tn, S, l.B * l.N}).sum(2).unsqueeze(2)
+                  : buf.view({Tn, S, l.B, l.N}).sum(2);
+  } else {
+    sums = at::empty({Tn, S, P}, buf.options());
+    for (int64_t t = 0; t < Tn; ++t) {
+      for (int64_t slot : order) {
+        sums.select(0, t).select(0, slot).copy_(
+            at::sum_to(buf.select(0, t).select(0, slot).view(l.full), param.sizes())
+                .reshape({P}));
+      }
     }
   }
-  if (!acc.defined()) return at::zeros_like(param);
-  return acc.is_contiguous() && acc.sizes() == param.sizes() ? acc : acc.contiguous();
+  sums = sums.to(param.scalar_type()).contiguous();  // each sum cast on its own
+  at::Tensor out = at::empty(param.sizes(), param.options().memory_format(
+                                                at::MemoryFormat::Contiguous));
+  AT_DISPATCH_FLOATING_TYPES(param.scalar_type(), "brain_ai_lif_reduce", [&] {
+    const scalar_t* sp = sums.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    bool first = true;
+    for (int64_t t = Tn - 1; t >= 0; --t) {
+      for (int64_t slot : order) {
+        const scalar_t* r = sp + (t * S + slot) * P;
+        if (first) {
+          for (int64_t k = 0; k < P; ++k) o[k] = r[k];
+          first = false;
+        } else {
+          for (int64_t k = 0; k < P; ++k) o[k] = o[k] + r[k];
+        }
+      }
+    }
+  });
+  return out;
 }
 
 std::vector<at::Tensor> lif_backward(
@@ -1779,13 +1980,15 @@ std::vector<at::Tensor> lif_backward(
     const at::Tensor& th, const Opt& alpha, const Opt& kappa, const Opt& rho, const Opt& w,
     const Opt& graded, c10::IntArrayRef features, int64_t charge, int64_t reset, int64_t timing,
     bool ge, bool synapse, bool detach_reset, int64_t surrogate, bool adapt, bool recur,
-    int64_t refractory, bool graded_spikes, double v_reset, double surr_param,
+    int64_t refractory, bool graded_spikes, double v_reset, double surr_param, int64_t window,
     c10::IntArrayRef needs, bool gx_into_h) {
   // needs: x, v0, i0, a0, p0, leak, threshold, alpha, kappa, rho, w, graded
   TORCH_CHECK(needs.size() == 12, "brain_ai lif: needs must have 12 entries");
   const bool need_x = needs[0] != 0, need_v0 = needs[1] != 0;
-  const Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
-                      refractory, graded_spikes, v_reset, surr_param);
+  Cfg c = parse(charge, reset, timing, ge, synapse, detach_reset, surrogate, adapt, recur,
+                refractory, graded_spikes, v_reset, surr_param);
+  TORCH_CHECK(window >= 0, "brain_ai lif: window must be >= 0");
+  c.window = window;
   const bool need_i0 = c.syn && needs[2] != 0, need_a0 = c.adapt && needs[3] != 0;
   const bool need_p0 = c.recur && needs[4] != 0;
   const bool need_par[7] = {needs[5] != 0,           needs[6] != 0,
@@ -1836,6 +2039,8 @@ std::vector<at::Tensor> lif_backward(
   at::Tensor ga0 = need_a0 ? pooled_empty({B, N}, dt) : empty;
   at::Tensor gp0 = need_p0 ? pooled_empty({B, N}, dt) : empty;
   const Slots sl = slots_of(c, fast, need_par);
+  const ScalarTails tails = c.surr == SIGMOID ? scalar_tails(B * N, at::elementSize(dt))
+                                              : ScalarTails{};
   at::Tensor terms = sl.S ? pooled_empty({T_, sl.S, B, N}, dt) : empty;
   AT_DISPATCH_FLOATING_TYPES(dt, "brain_ai_lif_backward", [&] {
     std::vector<scalar_t> lrow, trow, arow, krow, rrow, wrow, grow;
@@ -1876,14 +2081,11 @@ std::vector<at::Tensor> lif_backward(
     a.NB = (N + 7) / 8;
     a.B = B;
     a.sl = &sl;
+    a.tails = &tails;
     a.tm = Terms<scalar_t>{sl.S ? terms.data_ptr<scalar_t>() : nullptr, sl.S, B, N};
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      if (fast) {
-        bwd_fast(c, a, B);
-        return;
-      }
-    }
-    {
+    if (fast) {
+      bwd_fast(c, a, B);
+    } else {
       for_blocks(B, T_, N, BLK, [&](int64_t b, int64_t n0, int64_t len) {
         thread_local BwdScratch<scalar_t> scratch;
         bwd_block(c, a, b, n0, len, scratch);
@@ -1919,7 +2121,8 @@ TORCH_LIBRARY(brain_ai_kernels, m) {
       "Tensor? graded, int[] features, "
       "int charge, int reset, int timing, bool ge, bool synapse, bool detach_reset, "
       "int surrogate, bool adapt, bool recur, int refractory, bool graded_spikes, "
-      "float v_reset, float surrogate_param, int[] needs, bool gx_into_h) -> Tensor[]");
+      "float v_reset, float surrogate_param, int window, int[] needs, bool gx_into_h) "
+      "-> Tensor[]");
   m.def("pool_empty() -> int", [] { return Pool::get().empty(); });
   m.def("pool_cached() -> int", [] { return Pool::get().cached(); });
 }

@@ -30,8 +30,9 @@ blocks kept, default 512, ``0`` disables it, validated by :func:`pool_limit_mb`;
 :func:`empty_cache` frees them), so that a
 training loop reuses warm pages instead of faulting in fresh ones each step. They are ordinary
 CPU tensors. Inputs are read in place: ``x`` needs a contiguous last axis only (a truncated-BPTT
-window or transposed time-first data is not copied), a parameter without a gradient is passed
-as one value or one row shared by the batch rather than expanded to ``(B, N)``. Backward
+window or transposed time-first data is not copied), a parameter is passed as it is (one
+value or one row shared by the batch is read in place, never expanded to ``(B, N)``), and
+its gradient comes back reduced to its shape as autograd reduces it. Backward
 writes the input gradient over the saved ``h`` when nothing else can read it again
 (:func:`brain_ai.kernels.fused.h_is_free`): forward+backward then holds two ``(B, T, N)``
 buffers besides the input (the spikes, and ``h`` turning into the input gradient) instead of
@@ -699,7 +700,7 @@ def _register_python_side() -> None:
     def _bwd_fake(h, rbits, gspk, gv, gi, ga, gp, gtr, v0, i0, a0, p0, ref0, x, leak,
                   threshold, alpha, kappa, rho, w, graded, features, charge, reset, timing, ge,
                   synapse, detach_reset, surrogate, adapt, recur, refractory, graded_spikes,
-                  v_reset, surrogate_param, needs, gx_into_h):
+                  v_reset, surrogate_param, window, needs, gx_into_h):
         b, t, n = h.shape
         flags = [bool(needs[0]), bool(needs[1]), synapse and needs[2], adapt and needs[3],
                  recur and needs[4]]
@@ -729,24 +730,26 @@ def _contiguous(g: Tensor | None, allow_scalar: bool = False) -> Tensor | None:
 class NativeLIF(torch.autograd.Function):
     """The C++ op as one autograd node (inputs flattened to ``(B, T, N)`` / ``(B, N)``).
 
-    ``(rules, v_reset, surrogate_param, record_v, features, x, v0, i0, a0, p0, ref0, leak, θ,
-    α, κ, ρ, w, g) -> (spikes, v_T[, i_T][, a_T][, p_T][, ref_T][, v_trace])`` (as
+    ``(rules, v_reset, surrogate_param, record_v, features, window, x, v0, i0, a0, p0, ref0,
+    leak, θ, α, κ, ρ, w, g) -> (spikes, v_T[, i_T][, a_T][, p_T][, ref_T][, v_trace])`` (as
     :class:`brain_ai.kernels.fused.FusedLIF`); ``rules`` is the op's :class:`NativeRules`,
-    ``features`` the neurons' shape (``N = prod(features)``). The parameters keep their own
-    shapes (anything that broadcasts to ``(B, *features)``) and dtypes; the op returns their
-    gradients in those, reduced as autograd reduces them (one sum per use and step, added in
-    reverse time). Saves ``h`` ``(B, T, N)``, with the compensated timings the carried resets
-    (one byte per neuron-step), and the ``(B, N)`` inputs.
+    ``features`` the neurons' shape (``N = prod(features)``), ``window`` the truncated-BPTT
+    window (0: none; the state's gradient stops at the window edges, the parameters' runs on
+    through the whole sequence, as autograd's does over the detached windows). The parameters
+    keep their own shapes (anything that broadcasts to ``(B, *features)``) and dtypes; the op
+    returns their gradients in those, reduced as autograd reduces them (one sum per use and
+    step, added in reverse time). Saves ``h`` ``(B, T, N)``, with the compensated timings the
+    carried resets (one bit per neuron-step), and the ``(B, N)`` inputs.
     """
 
     @staticmethod
     def forward(ctx, r: NativeRules, v_reset: float, surrogate_param: float,  # type: ignore[override]
-                record_v: bool, features: tuple[int, ...], *ins: Tensor | None
+                record_v: bool, features: tuple[int, ...], window: int, *ins: Tensor | None
                 ) -> tuple[Tensor, ...]:
         # ins: x, v0, i0, a0, p0, ref0, leak, threshold, alpha, kappa, rho, w, graded
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
-        grad = any(needs[5:])
+        grad = any(needs[6:])
         delayed = _stores_h(r.reset, r.timing)
         spk, h, v_t, i_t, a_t, p_t, ref_t, trace, rbits = (
             torch.ops.brain_ai_kernels.lif_forward(
@@ -759,12 +762,12 @@ class NativeLIF(torch.autograd.Function):
         if grad:
             x, v0, i0, a0, p0, ref0, leak, thr, alpha, kappa, rho, w, graded = ins
             input_charge = rules.ALLOWED["charge"][r.charge] in rules.INPUT_CHARGES
-            keep_x = (r.synapse and needs[13]) or (needs[11] and input_charge)
+            keep_x = (r.synapse and needs[14]) or (needs[12] and input_charge)
             ctx.save_for_backward(h, rbits if rbits.numel() else None, v0, i0, a0, p0, ref0,
                                   x if keep_x else None, leak, thr, alpha, kappa, rho, w,
                                   graded)
         ctx.rules, ctx.v_reset, ctx.sp, ctx.record_v = r, v_reset, surrogate_param, record_v
-        ctx.features = list(features)
+        ctx.features, ctx.window = list(features), int(window)
         ctx.hooked = saved_hooks_active()
         return tuple(outs)
 
@@ -773,7 +776,7 @@ class NativeLIF(torch.autograd.Function):
         (h, rbits, v0, i0, a0, p0, ref0, x, leak, thr, alpha, kappa, rho, w,
          graded) = ctx.saved_tensors
         # gradients of x, v0, i0, a0, p0, leak, θ, α, κ, ρ, w, g (ref0: a counter, none)
-        flags = ctx.needs_input_grad[5:]
+        flags = ctx.needs_input_grad[6:]
         needs = [bool(n) for n in flags[:5] + flags[6:]]
         r: NativeRules = ctx.rules
         it = iter(grads)
@@ -788,13 +791,13 @@ class NativeLIF(torch.autograd.Function):
             h, rbits, _contiguous(g_spk, True), _contiguous(g_v, True), _contiguous(g_i),
             _contiguous(g_a), _contiguous(g_p), _contiguous(g_tr, True), v0, i0, a0, p0, ref0, x,
             leak, thr, alpha, kappa, rho, w, graded, ctx.features, *r, ctx.v_reset, ctx.sp,
-            [int(n) for n in needs],
+            ctx.window, [int(n) for n in needs],
             needs[0] and h_is_free(ctx.record_v and _stores_h(r.reset, r.timing), ctx.hooked))
         # outs: gx, gv0, gi0, ga0, gp0, then the parameters' (their own shapes and dtypes)
-        res: list[Tensor | None] = [None] * 5
+        res: list[Tensor | None] = [None] * 6  # rules, v_reset, sp, record_v, features, window
         for j, g in enumerate(outs):
             res.append(g if needs[j] and (g.numel() or j >= 5) else None)
-        res.insert(10, None)  # ref0
+        res.insert(11, None)  # ref0
         return no_second_order("native", tuple(res), lambda: (*ctx.saved_tensors, *grads))
 
 
@@ -833,7 +836,7 @@ def run_native(c: FusedConfig, x: Tensor, v0: Tensor, i0: Tensor | None, leak: T
     if n > 1 and xs.stride(2) != 1:  # the op takes any batch/time strides, not a strided N
         xs = xs.contiguous()
     outs = NativeLIF.apply(
-        r, c.v_reset, sp, c.record_v, feat, xs, flat(v0), flat(i0), flat(a0), flat(p0),
+        r, c.v_reset, sp, c.record_v, feat, c.window, xs, flat(v0), flat(i0), flat(a0), flat(p0),
         flat(ref0), leak, threshold, alpha, kappa, rho, w_rec, graded)
     if one:
         return tuple(outs)
