@@ -345,3 +345,64 @@ def test_wrong_input_shape_raises() -> None:
         SNNCore(input_size=4, hidden_sizes=(), output_size=2)(torch.rand(2, 4))
     with pytest.raises(ShapeError, match=r"ConvSNN.forward.*expected \(B, T, 1, 8, 8\)"):
         ConvSNN(input_hw=8, channels=(2,))(torch.rand(2, 3, 1, 8, 9))
+
+
+# ---------------------------------------------------------------- layer by layer = step by step
+def _layers_vs_steps(net: SpikingSequential, x: torch.Tensor) -> None:
+    """The layer-major forward (neurons on their multi-step kernels, stateless layers per step
+    or folded where measured exact) against the step loop (every layer per step, the neurons'
+    reference step): output, final state, input gradient and every parameter gradient, bit for
+    bit."""
+    res = []
+    for order in ("layers", "steps"):
+        net.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_()
+        run = net._forward_layers if order == "layers" else net._forward_steps
+        out, final, _, _ = run(xg, None, net.chunk_sizes(), False)
+        w = torch.rand(out.shape, generator=torch.Generator().manual_seed(9))
+        ((out * w).sum() + final[-1].v.sum()).backward()
+        res.append([out.detach(), final[-1].v.detach(), xg.grad,
+                    *(p.grad for p in net.parameters())])
+    for a, b in zip(*res, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("chunk", [None, 5], ids=["full-bptt", "tbptt-5"])
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_layer_major_order_equals_the_step_loop_bit_for_bit(chunk: int | None,
+                                                              train: bool) -> None:
+    """conv -> batch-norm -> max-pool -> LIF (learnable β, θ) -> flatten -> linear -> LIF
+    (delayed reset): batch-norm's statistics over each step's batch in training mode, its
+    reduction over the gradient's layout, the weight gradients' per-step sums: all as the step
+    loop computes them."""
+    torch.manual_seed(0)
+    net = SpikingSequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2),
+        LIFNeuron(beta=0.9, learn_beta=True, learn_threshold=True, features=(4, 4, 4)),
+        nn.Flatten(1), nn.Linear(64, 10),
+        LIFNeuron(beta=0.8, reset_timing="delayed", features=10, learn_beta=True),
+        chunk_size=chunk).train(train)
+    x = torch.rand(6, 12, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2
+    _layers_vs_steps(net, x)
+    plan = net.fold_plan(x)
+    # measured: parameter-free per-sample layers fold; learnable ones (and batch-norm) do not
+    assert plan == {"0": False, "1": False, "2": True, "4": True, "5": False}
+
+
+def test_neurons_record_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``return_details`` no neuron records its membrane (no per-step traces kept)."""
+    records: list[tuple[str, ...]] = []
+    real = LIFNeuron.sequence
+
+    def spy(self, x, state=None, chunk_size=None, record=()):  # type: ignore[no-untyped-def]
+        records.append(tuple(record))
+        return real(self, x, state, chunk_size, record)
+
+    monkeypatch.setattr(LIFNeuron, "sequence", spy)
+    net = SNNCore(input_size=3, hidden_sizes=(4,), output_size=2)
+    x = torch.rand(2, 5, 3)
+    net(x)
+    assert records == [(), ()]
+    records.clear()
+    out = net(x, return_details=True)
+    assert records == [("v",), ("v",)] and set(out.membrane) == {"lif1", "lif_out"}

@@ -184,3 +184,36 @@ def test_chunked_forward_is_full_forward_for_any_chunk(seed, steps, chunk, beta)
     torch.testing.assert_close(s_ch, s_full, **EXACT)
     for k, t in st_full.tensors().items():
         torch.testing.assert_close(st_ch.tensors()[k], t, **EXACT)
+
+
+def test_truncated_bptt_is_one_kernel_call_with_the_windows_gradients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A neuron's sequence with ``chunk_size`` runs its kernel once over the whole sequence
+    (nothing split, nothing concatenated); the kernel stops the state's gradient at the window
+    edges: input and parameter gradients equal the reference run window by window, with the
+    state detached between windows, bit for bit."""
+    from brain_ai import kernels
+
+    calls: list[int] = []
+    real = kernels.fused_multi_step
+
+    def spy(x, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(x.shape[1])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr("brain_ai.core.neurons.fused_multi_step", spy)
+    x = torch.rand(3, 23, 5, generator=gen(4)) * 1.5
+
+    def grads(kernel: str) -> list[torch.Tensor]:
+        n = LIFNeuron(beta=0.85, learn_beta=True, learn_threshold=True, features=5,
+                      reset_timing="delayed", chunk_size=4, kernel=kernel)
+        xg = x.clone().requires_grad_()
+        s, st = n(xg)
+        return [s, st.v, *torch.autograd.grad((s * x).sum() + st.v.sum(),
+                                               [xg, n.beta, n.threshold])]
+
+    fast = grads("native")
+    assert calls == [23]
+    ref = grads("reference")
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, **EXACT)
