@@ -158,10 +158,16 @@ def _free(net: nn.Module) -> nn.Module:
     from brain_ai.core.snn import SpikingSequential
 
     net = copy.deepcopy(net)
+    done: set[str] = set()
     for name, m in list(net.named_modules()):
-        if isinstance(m, SpikingNeuronBase):
+        if any(name.startswith(d + ".") for d in done) or not name:
+            continue
+        # a neuron, or the adapter module wrapping one (an in-place migration)
+        if isinstance(m, SpikingNeuronBase) or isinstance(getattr(m, "neuron", None),
+                                                          SpikingNeuronBase):
             parent = net.get_submodule(name.rpartition(".")[0]) if "." in name else net
-            setattr(parent, name.rpartition(".")[2], nn.Identity())
+            setattr(parent, name.rpartition(".")[2], _Free())
+            done.add(name)
     if isinstance(net, SpikingSequential):
         net.fold_time = net.fold_time  # stateless now: the fold plan measures the identities
     return net
