@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 from collections.abc import Callable
 
 import pytest
 import torch
-from kernel_checks import CHARGES, SURROGATES
+from kernel_checks import CHARGES, SURROGATES, native_unbuildable
 from torch import Tensor
 
 from brain_ai.core import surrogates as S
@@ -40,13 +39,8 @@ from brain_ai.physics import rules
 from brain_ai.physics.functional import LIFParams, lif_multi_step
 from brain_ai.physics.state import SpikingState
 
-
-def _has_compiler() -> bool:
-    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
-
-
 KERNELS = ["fused", pytest.param("native", marks=pytest.mark.skipif(
-    not _has_compiler(), reason="no C++ compiler: the native kernel cannot be built"))]
+    native_unbuildable(), reason="no C++ compiler: the native kernel cannot be built"))]
 
 #: (reset, timing) pairs the rule table allows to differ ("none" has nothing to time).
 RESET_TIMINGS = [(r, t) for r in ("subtract", "zero") for t in rules.ALLOWED["reset_timing"]
@@ -207,7 +201,7 @@ def test_float64_state(kernel: str, charge: str, reset: str, timing: str) -> Non
     assert_same_as_reference(kernel, p, x, v0, seed=17)
 
 
-@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+@pytest.mark.skipif(native_unbuildable(), reason="no C++ compiler: no native op")
 def test_native_float32_parameters_of_a_float64_state() -> None:
     """float32 parameters in a float64 state (``dtype_policy="float32"`` with float64 input):
     autograd reduces each step's term in float64 and casts it to float32 before adding; the
@@ -291,7 +285,9 @@ def test_guard_the_order_matters() -> None:
 
 # ---------------------------------------------------------------- the peers, directly
 def _sj() -> object:
-    return pytest.importorskip("spikingjelly.activation_based.neuron")
+    import spikingjelly.activation_based.neuron as sj  # a peer: installed wherever tests run
+
+    return sj
 
 
 SJ_NODES: dict[str, Callable[[], torch.nn.Module]] = {
@@ -332,7 +328,9 @@ def test_spikingjelly_gradients_bit_identical(kernel: str, node: str) -> None:
 
 
 def _snn() -> object:
-    return pytest.importorskip("snntorch")
+    import snntorch  # a peer: installed wherever tests run (never skipped)
+
+    return snntorch
 
 
 SNNTORCH: dict[str, Callable[[], torch.nn.Module]] = {
@@ -376,7 +374,7 @@ def test_snntorch_gradients_bit_identical(kernel: str, name: str) -> None:
     _exact(ours.threshold.grad, lif.threshold.grad, "threshold gradient")
 
 
-@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+@pytest.mark.skipif(native_unbuildable(), reason="no C++ compiler: no native op")
 def test_native_covers_every_rule_on_its_fast_loop() -> None:
     """Deny by default, but nothing of the rule table is denied: the native op lists every
     charge, reset, timing and comparator, and every built-in surrogate with a kernel id."""

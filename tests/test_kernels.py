@@ -18,7 +18,6 @@ import itertools
 import math
 import os
 import random
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -33,6 +32,7 @@ from kernel_checks import (
     assert_bitwise,
     contribution_scale,
     leaves,
+    native_unbuildable,
     param,
 )
 from torch import Tensor
@@ -46,21 +46,17 @@ from brain_ai.physics.functional import LIFParams, lif_multi_step
 from brain_ai.physics.state import SpikingState
 
 B, T, N = 3, 50, 7
-def _has_compiler() -> bool:
-    return any(shutil.which(c) for c in ("c++", "g++", "clang++"))
-
-
 def kernels() -> list:
     """``fused`` always; ``native`` skipped only when there is no C++ compiler at all."""
     nat = pytest.param("native", marks=pytest.mark.skipif(
-        not _has_compiler(), reason="no C++ compiler: the native kernel cannot be built"))
+        native_unbuildable(), reason="no C++ compiler: the native kernel cannot be built"))
     return ["fused", nat]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _native_builds() -> None:
     """Where a compiler exists the native op must build (a failure is a test failure)."""
-    if _has_compiler():
+    if not native_unbuildable():
         assert native.available(), native.load_error()
 
 
@@ -465,7 +461,8 @@ class _MySurrogate(S.Surrogate):
 def test_user_surrogate_runs_on_the_fused_op(monkeypatch: pytest.MonkeyPatch) -> None:
     """A surrogate the C++ op does not know: ``native`` hands the call to ``fused``."""
     p, x, st, w = make_case(8, surrogate=_MySurrogate())
-    assert_matches_reference("native" if _has_compiler() else "fused", p, x, st, w, monkeypatch)
+    kernel = "fused" if native_unbuildable() else "native"
+    assert_matches_reference(kernel, p, x, st, w, monkeypatch)
 
 
 # ---------------------------------------------------------------- memory and no-grad
@@ -499,12 +496,12 @@ def test_low_precision_input_with_float32_state(monkeypatch: pytest.MonkeyPatch)
     input is promoted exactly as in the reference, and its gradient comes back in bf16."""
     p, x, st, w = make_case(12, reset="zero", synapse=True)
     assert_matches_reference("fused", p, x.to(torch.bfloat16), st, w, monkeypatch)
-    if _has_compiler():
+    if not native_unbuildable():
         assert_matches_reference("native", p, x.to(torch.bfloat16), st, w, monkeypatch)
 
 
 # ---------------------------------------------------------------- torch.compile
-@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op to keep opaque")
+@pytest.mark.skipif(native_unbuildable(), reason="no C++ compiler: no native op to keep opaque")
 def test_compile_keeps_the_window_one_opaque_op(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torch.compile the native op is one node of the graph whatever T (no unrolling),
     and the compiled forward and gradients equal eager ones bit for bit."""
@@ -663,7 +660,7 @@ def test_parameter_layouts(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6 * b.abs().max().item())
 
 
-@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+@pytest.mark.skipif(native_unbuildable(), reason="no C++ compiler: no native op")
 @pytest.mark.parametrize("learn", [False, True], ids=["frozen", "learnable"])
 @pytest.mark.parametrize("timing", ["immediate", "delayed"])
 def test_native_threads_do_not_change_results(learn: bool, timing: str,
@@ -695,7 +692,7 @@ def test_native_threads_do_not_change_results(learn: bool, timing: str,
         assert_bitwise(a, b, "2 threads vs 1")
 
 
-@pytest.mark.skipif(not _has_compiler(), reason="no C++ compiler: no native op")
+@pytest.mark.skipif(native_unbuildable(), reason="no C++ compiler: no native op")
 def test_native_outputs_are_ordinary_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large outputs come from the op's buffer pool: ordinary CPU tensors (in-place ops,
     resize_), blocks kept after they are freed and handed back by :func:`native.empty_cache`."""

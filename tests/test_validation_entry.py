@@ -146,7 +146,8 @@ def test_negative_threshold_is_accepted_where_snntorch_accepts_it() -> None:
     """snnTorch ``Leaky(beta=0.9, threshold=-0.5)`` (delayed subtract reset) and brain_ai give
     the same spikes and membranes bit for bit; such a neuron fires at rest (x = 0):
     mem_0 = 0 > -0.5 fires, then mem_1 = 0.9·0 + 0 - (-0.5) = 0.5, ... as the peer computes."""
-    snn = pytest.importorskip("snntorch")
+    import snntorch as snn  # a peer: installed wherever tests run (never skipped)
+
     from brain_ai.adapters.snntorch import from_snntorch
 
     peer = snn.Leaky(beta=0.9, threshold=-0.5)
@@ -179,7 +180,8 @@ def test_float64_rate_charge_equals_spikingjelly_plif_bit_for_bit(decay_input: b
     """The rate charge's ``q = sigmoid(w)`` is computed in the model's dtype: in float64 the
     neuron equals SpikingJelly ``ParametricLIFNode`` in float64 exactly (it used to compute
     ``q`` in float32, which differs from float64 ``1/3`` in the 9th digit)."""
-    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    import spikingjelly.activation_based.neuron as sj  # a peer (never skipped)
+
     from brain_ai.physics.surrogates import Sigmoid
 
     node = sj.ParametricLIFNode(init_tau=3.0, decay_input=decay_input, v_reset=0.0,

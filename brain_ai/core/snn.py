@@ -107,11 +107,17 @@ class _ContiguousGrad(torch.autograd.Function):
         return grad.contiguous()
 
 
+def _grad_contiguous(y: Tensor) -> Tensor:
+    """``y`` (a layer's output of one step), its gradient to come back contiguous
+    (:class:`_ContiguousGrad`; applied right after the layer, so that in backward each step's
+    copy is made just before the layer's backward uses it, one step at a time)."""
+    if torch.is_grad_enabled() and y.requires_grad:
+        return _ContiguousGrad.apply(y)  # type: ignore[no-any-return]
+    return y
+
+
 def _stack_steps(steps: list[Tensor]) -> Tensor:
-    """The outputs of a layer run per step as one ``(B, T, ...)`` sequence; each step's
-    gradient comes back contiguous (:class:`_ContiguousGrad`)."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in steps):
-        steps = [_ContiguousGrad.apply(t) for t in steps]
+    """The outputs of a layer run per step as one ``(B, T, ...)`` sequence."""
     return torch.stack(steps, TIME_DIM)
 
 
@@ -241,7 +247,8 @@ class SpikingSequential(nn.Sequential):
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return False  # per step: the numbers a measurement would allow folding for
         key = (name, tuple(x.shape), x.dtype, x.device, layer.training)
-        known = self._fold_exact.get(key)
+        cache: dict[tuple[Any, ...], bool] = self.__dict__.setdefault("_fold_exact", {})
+        known = cache.get(key)
         if known is not None:
             return known
         exact = False
@@ -268,8 +275,46 @@ class SpikingSequential(nn.Sequential):
                             or (ga is not None and gb is not None and torch.equal(ga, gb)))
             except RuntimeError:
                 exact = False
-        self._fold_exact[key] = exact
+        cache[key] = exact
         return exact
+
+    def _measure_layout(self, name: str, layer: nn.Module, x: Tensor) -> bool:
+        """Whether ``layer``, run once per step, gives the same bits on slices of the sequence
+        ``x`` ``(B, T, ...)`` as on contiguous copies of the steps (output, input gradient and
+        the gradients of its learnable parameters): then a neuron's spikes reach it without a
+        copy. Measured once per layer, shape, dtype, device and mode, on random data; a layer
+        in training mode with buffers (batch-norm: its running statistics) is not run: copies."""
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False
+        key = ("layout", name, tuple(x.shape), x.dtype, x.device, layer.training)
+        cache: dict[tuple[Any, ...], bool] = self.__dict__.setdefault("_fold_exact", {})
+        known = cache.get(key)
+        if known is not None:
+            return known
+        same = False
+        if x.is_floating_point() and not (layer.training and any(True for _ in layer.buffers())):
+            params = [p for p in layer.parameters() if p.requires_grad]
+            g = torch.Generator(device="cpu").manual_seed(1)
+            probe = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x)
+            results = []
+            try:
+                with torch.enable_grad():
+                    for contiguous in (False, True):
+                        xi = probe.clone().requires_grad_()
+                        y = torch.stack([layer(x_t.contiguous() if contiguous else x_t)
+                                         for x_t in xi.unbind(TIME_DIM)], TIME_DIM)
+                        up = torch.randn(y.shape, generator=torch.Generator(device="cpu")
+                                         .manual_seed(2), dtype=torch.float64).to(y)
+                        grads = torch.autograd.grad(y, [xi, *params], up, allow_unused=True)
+                        results.append([y, *grads])
+                same = all(
+                    (a is None and b is None) or (a is not None and b is not None
+                                                  and torch.equal(a, b))
+                    for a, b in zip(*results, strict=True))
+            except RuntimeError:
+                same = False
+        cache[key] = same
+        return same
 
     def forward(self, x: Tensor, state: NetState | None = None,
                 return_details: bool = False) -> Any:
@@ -330,7 +375,8 @@ class SpikingSequential(nn.Sequential):
         own_steps = False  # seq is a neuron's output: its steps are copied out contiguous
         for i, (name, layer) in enumerate(self._modules.items()):
             if isinstance(layer, SpikingNeuronBase):
-                seq = seq if seq is not None else _stack_steps(steps)  # type: ignore[arg-type]
+                if seq is None:  # the steps are let go before the neuron runs
+                    seq, steps = _stack_steps(steps), None  # type: ignore[arg-type]
                 seq, states[i], traces = layer.sequence(seq, states[i], windows[i],
                                                         ("v",) if record else ())
                 steps, own_steps = None, True
@@ -340,19 +386,22 @@ class SpikingSequential(nn.Sequential):
             if seq is None and (self.fold_time or self._measure_fold(
                     name, layer, steps[0].new_empty((steps[0].shape[0], len(steps),  # type: ignore[index]
                                                      *steps[0].shape[1:])))):  # type: ignore[index]
-                seq = _stack_steps(steps)  # type: ignore[arg-type]
+                seq, steps = _stack_steps(steps), None  # type: ignore[arg-type]
             if seq is not None and (self.fold_time or self._measure_fold(name, layer, seq)):
                 seq = self._stateless(name, layer, seq, lambda t, m=layer: fold_time(m, t))
                 steps, own_steps = None, False
                 continue
             if steps is None:  # then seq is set
                 src = cast(Tensor, seq)
-                steps = (list(batch_to_time_first(src).contiguous().unbind(0)) if own_steps
+                copy = own_steps and not self._measure_layout(name, layer, src)
+                steps = (list(batch_to_time_first(src).contiguous().unbind(0)) if copy
                          else list(src.unbind(TIME_DIM)))
-            current = steps
-            steps = self._stateless(name, layer, seq if seq is not None else steps[0],
-                                    lambda _t, m=layer, xs=current: [m(x_t) for x_t in xs])
-            seq, own_steps = None, False
+                del src  # a copied sequence is not kept alive by this loop
+            seq, current, steps, own_steps = None, steps, None, False
+            steps = self._stateless(name, layer, current[0],
+                                    lambda _t, m=layer, xs=current: [_grad_contiguous(m(x_t))
+                                                                     for x_t in xs])
+            del current
         out = seq if seq is not None else _stack_steps(steps)  # type: ignore[arg-type]
         return out, tuple(states), spikes, membrane
 

@@ -700,6 +700,8 @@ struct BwdArgs {
   int64_t lrs, trs, ars;  // row stride of leak, threshold, alpha: N, or 0 (shared by the batch)
   int64_t xsb, xst;       // strides of x over batch and time
   bool gspk_scalar, gtr_scalar, gv_scalar;  // broadcast from one value (e.g. of a .sum())
+  // strides over batch and time of the spike and trace gradients (contiguous along N)
+  int64_t gsb = 0, gst = 0, tsb = 0, tst = 0;
   // adaptation and one-to-one recurrence (see FwdArgs): inputs, output gradients, gradients
   const T *gaT = nullptr, *gpT = nullptr, *a0 = nullptr, *p0 = nullptr, *kp = nullptr,
           *rh = nullptr, *w = nullptr;
@@ -863,13 +865,13 @@ void bwd_block(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t
       const T g0 = a.gtr[0];
       for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + g0;
     } else if (a.gtr) {
-      const T* g = a.gtr + off;
+      const T* g = a.gtr + b * a.tsb + t * a.tst + n0;
       for (int64_t k = 0; k < len; ++k) gv[k] = gv[k] + g[k];
     }
     if (a.gspk && a.gspk_scalar) {
       for (int64_t k = 0; k < len; ++k) gs[k] = a.gspk[0];
     } else if (a.gspk) {
-      const T* g = a.gspk + off;
+      const T* g = a.gspk + b * a.gsb + t * a.gst + n0;
       for (int64_t k = 0; k < len; ++k) gs[k] = g[k];
     } else {
       for (int64_t k = 0; k < len; ++k) gs[k] = T(0);
@@ -1608,13 +1610,14 @@ void bwd_rule(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const int64_t off = (b * Tn + t) * N + n0;
     const T* ht = a.h + off;
-    const T* gso = gspk_full ? a.gspk + off : gsz;
+    const T* gso = gspk_full ? a.gspk + b * a.gsb + t * a.gst + n0 : gsz;
+    const T* gto = gtr_full ? a.gtr + b * a.tsb + t * a.tst + n0 : nullptr;
     if (t >= PREFETCH) {  // time runs backwards: help the hardware prefetcher
       const int64_t back = PREFETCH * N;
       for (int64_t k = 0; k < len; k += 64 / int64_t(sizeof(T))) {
         __builtin_prefetch(ht - back + k);
-        if (gspk_full) __builtin_prefetch(gso - back + k);
-        if (gtr_full) __builtin_prefetch(a.gtr + off - back + k);
+        if (gspk_full) __builtin_prefetch(gso - PREFETCH * a.gst + k);
+        if (gtr_full) __builtin_prefetch(gto - PREFETCH * a.tst + k);
         if (a.gx && !into_h) __builtin_prefetch(a.gx + off - back + k, 1);
       }
       if constexpr (R::comp) {
@@ -1628,14 +1631,14 @@ void bwd_rule(const Cfg& c, const BwdArgs<T>& a, int64_t b, int64_t n0, int64_t 
       for (int64_t k = 0; k < len; ++k)
         erow[k] = a.gvT ? a.gvT[a.gv_scalar ? 0 : base + k] : T(0);
       if (gtr_full) {
-        const T* g = a.gtr + off;
+        const T* g = gto;
         for (int64_t k = 0; k < len; ++k) erow[k] = erow[k] + g[k];
       } else if (a.gtr) {
         for (int64_t k = 0; k < len; ++k) erow[k] = erow[k] + gt0;
       }
       e = erow;
     } else if (gtr_full) {
-      e = a.gtr + off;
+      e = gto;
     } else if (a.gtr) {
       if (t == Tn - 2) {
         for (int64_t k = 0; k < len; ++k) erow[k] = gt0;
@@ -2011,8 +2014,13 @@ std::vector<at::Tensor> lif_backward(
   const bool gspk_scalar = gspk && gspk->numel() == 1 && B * T_ * N != 1;
   const bool gtr_scalar = gtr && gtr->numel() == 1 && B * T_ * N != 1;
   const bool gv_scalar = gvT && gvT->numel() == 1 && B * N != 1;
-  if (gspk && gspk->numel()) check(*gspk, "grad spikes", dt, gspk_scalar ? 1 : B * T_ * N);
-  if (gtr && gtr->numel()) check(*gtr, "grad trace", dt, gtr_scalar ? 1 : B * T_ * N);
+  // the spike and trace gradients: one value, or (B, T, N) with any batch/time strides
+  if (gspk && gspk->numel()) {
+    if (gspk_scalar) check(*gspk, "grad spikes", dt, 1); else check_x(*gspk, dt, B, T_, N);
+  }
+  if (gtr && gtr->numel()) {
+    if (gtr_scalar) check(*gtr, "grad trace", dt, 1); else check_x(*gtr, dt, B, T_, N);
+  }
   if (gvT && gvT->numel()) check(*gvT, "grad v", dt, gv_scalar ? 1 : B * N);
   const bool need_drive = need_par[0] && (c.charge == TAU_INPUT || c.charge == RATE_INPUT);
   if (c.syn) {
@@ -2056,6 +2064,14 @@ std::vector<at::Tensor> lif_backward(
                         need_i0 ? gi0.data_ptr<scalar_t>() : nullptr, T_, N, pr.leak.rs,
                         pr.th.rs, c.syn ? pr.al.rs : 0, xs_b, xs_t, gspk_scalar, gtr_scalar,
                         gv_scalar};
+    if (gspk && gspk->numel() && !gspk_scalar) {
+      a.gsb = gspk->stride(0);
+      a.gst = gspk->stride(1);
+    }
+    if (gtr && gtr->numel() && !gtr_scalar) {
+      a.tsb = gtr->stride(0);
+      a.tst = gtr->stride(1);
+    }
     if (c.adapt) {
       a.gaT = ptr_or_null<scalar_t>(gaT);
       a.a0 = a0->data_ptr<scalar_t>();
