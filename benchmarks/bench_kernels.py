@@ -52,13 +52,12 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Callable
 
 import torch
+from timing import memory_from_child
 from torch import Tensor
 
 from brain_ai.core.neurons import LIFNeuron
@@ -284,14 +283,7 @@ def memory_child(size: tuple[int, ...]) -> None:
 
 def measure_memory(size: tuple[int, ...]) -> dict[str, int]:
     """Peak bytes per contestant, from a child process with the native op's pool off."""
-    env = dict(os.environ, BRAIN_AI_POOL_MB="0")
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child",
-           ",".join(map(str, size)), "--threads", str(torch.get_num_threads())]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return memory_from_child(__file__, ",".join(map(str, size)))
 
 
 def pool_held(size: tuple[int, ...]) -> int | None:

@@ -35,16 +35,13 @@ import argparse
 import copy
 import json
 import os
-import random
-import statistics
-import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from timing import memory_from_child, timed
 from torch import Tensor, nn
 
 from brain_ai.core.neurons import SpikingNeuronBase
@@ -233,24 +230,6 @@ def _check(model: Model, fns: dict[str, tuple[nn.Module, Callable]], x: Tensor,
     return res
 
 
-def timed(fns: dict[str, Callable[[], object]], repeat: int, budget: float) -> dict[str, float]:
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    for f in fns.values():
-        f()
-    order = random.Random(0)
-    stop = time.perf_counter() + budget
-    for r in range(repeat):
-        names = list(fns)
-        order.shuffle(names)
-        for n in names:
-            t0 = time.perf_counter()
-            fns[n]()
-            times[n].append(time.perf_counter() - t0)
-        if time.perf_counter() > stop and r >= 3:
-            break
-    return {n: statistics.median(v) for n, v in times.items()}
-
-
 def _steps(model: Model) -> tuple[dict[str, Callable[[], object]], Tensor, Tensor,
                                   dict[str, tuple[nn.Module, Callable]]]:
     fns = contestants(model)
@@ -279,14 +258,7 @@ def memory_child(names: list[str]) -> None:
 
 
 def measure_memory(names: list[str]) -> dict[str, dict[str, int]]:
-    env = dict(os.environ, BRAIN_AI_POOL_MB="0")
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", ",".join(names),
-           "--threads", str(torch.get_num_threads())]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return memory_from_child(__file__, ",".join(names))
 
 
 def main() -> None:

@@ -34,16 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import statistics
-import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from timing import memory_from_child, timed
 from torch import Tensor, nn
 
 from brain_ai.core.neurons import SpikingNeuronBase
@@ -162,26 +159,6 @@ def mismatches(a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> list[int]:
     return [int((u != v).sum()) for u, v in zip(a, b, strict=True)]
 
 
-def timed(fns: dict[str, Callable[[], object]], repeat: int, budget_s: float
-          ) -> dict[str, float]:
-    """Median seconds per contestant; rounds interleave them in a seeded random order."""
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    for f in fns.values():
-        f()
-    order = random.Random(0)
-    stop = time.perf_counter() + budget_s
-    for r in range(repeat):
-        names = list(fns)
-        order.shuffle(names)
-        for n in names:
-            t0 = time.perf_counter()
-            fns[n]()
-            times[n].append(time.perf_counter() - t0)
-        if time.perf_counter() > stop and r >= 4:
-            break
-    return {n: statistics.median(v) for n, v in times.items()}
-
-
 def _input(size: tuple[int, int, int], gain: float) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(size, generator=g) * gain
@@ -207,14 +184,7 @@ def memory_child(size: tuple[int, int, int]) -> None:
 
 
 def measure_memory(size: tuple[int, int, int]) -> dict[str, dict[str, int]]:
-    env = dict(os.environ, BRAIN_AI_POOL_MB="0")
-    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child",
-           ",".join(map(str, size)), "--threads", str(torch.get_num_threads())]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"memory child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    return memory_from_child(__file__, ",".join(map(str, size)))
 
 
 def bench(size: tuple[int, int, int], repeat: int, budget: float, memory: bool) -> None:
@@ -232,7 +202,7 @@ def bench(size: tuple[int, int, int], repeat: int, budget: float, memory: bool) 
         mm_ref = mismatches(check["brain_ai reference"][0](), ref)
         del check, ref
         fns = runners(case, x, None)
-        med = timed({k: v[0] for k, v in fns.items()}, repeat, budget)
+        med = timed({k: v[0] for k, v in fns.items()}, repeat, budget, min_rounds=5)
         p, f, r = med["peer"], med["brain_ai fast"], med["brain_ai reference"]
         line = (f"  {case.name:55s} {p * 1e3:8.2f} {f * 1e3:8.2f} {r * 1e3:8.2f} "
                 f"{p / f:9.2f} {p / r:8.2f}  {mm} (reference kernel: {mm_ref})")
@@ -263,7 +233,7 @@ def bench_tbptt(size: tuple[int, int, int], repeat: int, budget: float) -> None:
         return f
 
     chunks: list[int | None] = [None, 100, 10, 1]
-    med = timed({str(c): run(c) for c in chunks}, repeat, budget)
+    med = timed({str(c): run(c) for c in chunks}, repeat, budget, min_rounds=5)
     base = med["None"]
     b, t, n = size
     print(f"\ntruncated BPTT, one neuron (B={b}, T={t}, N={n}): fwd+bwd ms and ratio to full")

@@ -21,6 +21,7 @@ import torch
 
 from brain_ai.conformance import cli, registry, suite
 from brain_ai.conformance.registry import Case, register
+from brain_ai.text_table import text_table
 
 TOL = {"spikes": 0.0, "membrane": 1e-6}
 
@@ -269,7 +270,7 @@ def test_template_ships_as_package_data() -> None:
 
 
 def test_text_table_aligns_and_never_interprets_markup() -> None:
-    table = cli.text_table(("name", "value", "note"),
+    table = text_table(("name", "value", "note"),
                            [("a", "1", "[bold]x[/bold]"), "== group", ("long-name", "0.25", "")],
                            right=(1,))
     assert table.splitlines() == [
@@ -280,4 +281,4 @@ def test_text_table_aligns_and_never_interprets_markup() -> None:
         "long-name    0.25",
     ]
     with pytest.raises(ValueError, match="a row has the wrong number of cells"):
-        cli.text_table(("a", "b"), [("only one",)])
+        text_table(("a", "b"), [("only one",)])

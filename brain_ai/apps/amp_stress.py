@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from brain_ai.config import LossConfig
-from brain_ai.conformance.cli import text_table
 from brain_ai.core import losses as L
 from brain_ai.core import snntorch_losses as SL
 from brain_ai.core.decoding import build_decoder
 from brain_ai.core.encoding import build_encoder
+from brain_ai.text_table import text_table
 
 __all__ = ["Row", "add_arguments", "run", "stress"]
 

@@ -42,7 +42,6 @@ import torch
 from torch import Tensor, nn
 
 from brain_ai.config import SNNConfig
-from brain_ai.conformance.cli import text_table
 from brain_ai.core.losses import HEALTHY_RANGES, SNNMetrics, SpikeRateRegularization
 from brain_ai.core.snn import (
     ConvSNN,
@@ -53,6 +52,7 @@ from brain_ai.core.snn import (
 )
 from brain_ai.core.snntorch_losses import count_cross_entropy, mse_count
 from brain_ai.errors import BrainAIError, ConfigError, PeerMissingError, ShapeError
+from brain_ai.text_table import text_table
 
 __all__ = [
     "EXAMPLE_CLASSES",

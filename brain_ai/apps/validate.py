@@ -44,7 +44,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from brain_ai.conformance.cli import text_table
 from brain_ai.core.neurons import (
     AdaptiveLIFNeuron,
     AdvancedLIFNeuron,
@@ -53,6 +52,7 @@ from brain_ai.core.neurons import (
     SpikingNeuronBase,
 )
 from brain_ai.physics.state import SpikingState
+from brain_ai.text_table import text_table
 
 __all__ = [
     "CHECKS",

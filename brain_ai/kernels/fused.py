@@ -45,8 +45,18 @@ from torch import Tensor
 from brain_ai.physics import rules
 from brain_ai.physics.surrogates import Surrogate, step_function
 
-__all__ = ["COVERED", "FusedConfig", "FusedLIF", "covers", "h_is_free", "no_second_order",
-           "run_fused", "saved_hooks_active"]
+__all__ = [
+    "COVERED",
+    "LIF_RULES",
+    "FusedConfig",
+    "FusedLIF",
+    "covers",
+    "h_is_free",
+    "no_second_order",
+    "rules_covered",
+    "run_fused",
+    "saved_hooks_active",
+]
 
 
 @dataclass(frozen=True)
@@ -107,22 +117,30 @@ class FusedConfig:
         return rules.stores_h(self.reset, self.timing)
 
 
-#: The rule names whose gradients :class:`FusedLIF` writes by hand (a name the rule table
-#: gains later is not among them: the dispatcher then runs the reference).
-COVERED: dict[str, frozenset[str]] = {
+#: The LIF rule names every kernel of this package implements today (fused, native, Triton;
+#: each kernel's ``COVERED`` names this set or its own). A name the rule table gains later is
+#: not among them: the dispatcher then runs the reference.
+LIF_RULES: dict[str, frozenset[str]] = {
     "charge": frozenset({"beta", "tau", "tau_input", "rate", "rate_input"}),
     "comparator": frozenset({">", ">="}),
     "reset": frozenset({"subtract", "zero", "none"}),
     "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
                                "compensated_pre"}),
 }
+#: The rule names whose gradients :class:`FusedLIF` writes by hand.
+COVERED = LIF_RULES
+
+
+def rules_covered(covered: dict[str, frozenset[str]], c: FusedConfig) -> bool:
+    """Whether every rule of ``c`` is among the ``covered`` names (deny by default)."""
+    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
+             "reset_timing": c.timing}
+    return all(names[kind] in allowed for kind, allowed in covered.items())
 
 
 def covers(c: FusedConfig) -> bool:
-    """Whether :class:`FusedLIF` implements every rule of ``c`` (deny by default)."""
-    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
-             "reset_timing": c.timing}
-    return all(names[kind] in allowed for kind, allowed in COVERED.items())
+    """Whether :class:`FusedLIF` implements every rule of ``c``."""
+    return rules_covered(COVERED, c)
 
 
 def _spike(d: Tensor, comparator: str) -> Tensor:

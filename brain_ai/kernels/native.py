@@ -73,7 +73,14 @@ import torch
 from torch import Tensor
 
 from brain_ai.errors import ConfigError
-from brain_ai.kernels.fused import FusedConfig, h_is_free, no_second_order, saved_hooks_active
+from brain_ai.kernels.fused import (
+    LIF_RULES,
+    FusedConfig,
+    h_is_free,
+    no_second_order,
+    rules_covered,
+    saved_hooks_active,
+)
 from brain_ai.physics import rules
 from brain_ai.physics import surrogates as S
 
@@ -89,15 +96,8 @@ __all__ = ["BuildReport", "NativeLIF", "available", "build", "build_report", "bu
 _SOURCE = Path(__file__).with_name("lif_native.cpp")
 _HEADER = "brain_ai_rules.h"
 
-#: The rule names the C++ loop implements (a name the rule table gains later is not among
-#: them: the dispatcher then runs another kernel or the reference).
-COVERED: dict[str, frozenset[str]] = {
-    "charge": frozenset({"beta", "tau", "tau_input", "rate", "rate_input"}),
-    "comparator": frozenset({">", ">="}),
-    "reset": frozenset({"subtract", "zero", "none"}),
-    "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
-                               "compensated_pre"}),
-}
+#: The rule names the C++ loop implements: the same set as the fused op.
+COVERED = LIF_RULES
 #: The built-in surrogates (by ``Surrogate.name``) whose derivative the C++ loop implements.
 COVERED_SURROGATES = frozenset({"atan", "fast_sigmoid", "ste", "sigmoid", "triangular",
                                 "piecewise_quadratic", "piecewise_exp", "soft_sign",
@@ -638,11 +638,9 @@ def cached_bytes() -> int:
 
 def covers(c: FusedConfig) -> bool:
     """Whether the C++ loop implements every rule of ``c`` (deny by default)."""
-    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
-             "reset_timing": c.timing}
     surrogate = type(c.surrogate)
-    return (all(names[kind] in allowed for kind, allowed in COVERED.items())
-            and surrogate in S.SURROGATE_CODES and surrogate.name in COVERED_SURROGATES)
+    return (rules_covered(COVERED, c) and surrogate in S.SURROGATE_CODES
+            and surrogate.name in COVERED_SURROGATES)
 
 
 def native_config(c: FusedConfig, x: Tensor) -> NativeRules | None:
@@ -719,11 +717,15 @@ def _register_python_side() -> None:
 
 def _contiguous(g: Tensor | None, allow_scalar: bool = False) -> Tensor | None:
     """``g`` contiguous; with ``allow_scalar``, a gradient broadcast from one value (all
-    strides 0, as the gradient of ``spikes.sum()``) is passed as that one value."""
+    strides 0, as the gradient of ``spikes.sum()``) is passed as that one value, and a
+    ``(B, T, N)`` gradient contiguous along ``N`` is passed as it is (the op takes any batch
+    and time strides: a time-first gradient is not copied)."""
     if g is None:
         return None
     if allow_scalar and g.dim() and g.numel() > 1 and not any(g.stride()):
         return g.as_strided((1,), (1,))
+    if allow_scalar and g.dim() == 3 and (g.shape[2] == 1 or g.stride(2) == 1):
+        return g
     return g.contiguous()
 
 

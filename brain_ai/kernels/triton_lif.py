@@ -61,7 +61,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from brain_ai.kernels.fused import FusedConfig, no_second_order
+from brain_ai.kernels.fused import LIF_RULES, FusedConfig, no_second_order, rules_covered
 from brain_ai.physics import rules
 from brain_ai.physics import surrogates as S
 
@@ -98,14 +98,8 @@ _RULE_CONSTANTS = ("CHARGE_BETA", "CHARGE_TAU", "CHARGE_TAU_INPUT", "CHARGE_RATE
                    "SURR_SIGMOID", "SURR_TRIANGULAR", "SURR_PIECEWISE_QUADRATIC",
                    "SURR_PIECEWISE_EXP", "SURR_SOFT_SIGN", "SURR_SUPER_SPIKE")
 
-#: The rule names the Triton kernels implement (deny by default: any other runs elsewhere).
-COVERED: dict[str, frozenset[str]] = {
-    "charge": frozenset({"beta", "tau", "tau_input", "rate", "rate_input"}),
-    "comparator": frozenset({">", ">="}),
-    "reset": frozenset({"subtract", "zero", "none"}),
-    "reset_timing": frozenset({"immediate", "delayed", "delayed_pre", "compensated",
-                               "compensated_pre"}),
-}
+#: The rule names the Triton kernels implement: the same set as the fused op.
+COVERED = LIF_RULES
 
 
 # surrogate class -> (k1, k2) from its parameter: the constants of lif_native.cpp's
@@ -546,9 +540,7 @@ def triton_config(c: FusedConfig) -> dict[str, Any] | None:
     covered: adaptation, one-to-one recurrence, refractory periods, graded spikes)."""
     if type(c.surrogate) not in _CONSTANTS or c.adapt or c.recur or c.refractory or c.graded:
         return None
-    names = {"charge": c.charge, "comparator": c.comparator, "reset": c.reset,
-             "reset_timing": c.timing}
-    if not all(names[kind] in allowed for kind, allowed in COVERED.items()):
+    if not rules_covered(COVERED, c):
         return None
     carried = c.carried
     return {
