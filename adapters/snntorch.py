@@ -27,9 +27,9 @@ Alpha         AlphaNeuron      same (default ``"zero"``)            delayed (its
 
 Every converted neuron uses comparator ``">"``, ``charge="beta"`` and ``beta_clamp=(0, 1)``
 (snnTorch clamps β and α to [0, 1] at every use; the stored raw values are copied as they
-are, Parameter or buffer alike), and ``kernel="reference"``: per-step autograd, the gradient
-order of snnTorch (set ``neuron.kernel = None`` for the fast fused kernels: same forward
-bits, gradients within ~1e-6 of the largest term). The membrane a converted neuron stores
+are, Parameter or buffer alike), and ``kernel=None``: the fastest exact kernel, whose gradients
+follow autograd's (snnTorch's) summation order (``kernel="reference"`` selects the per-step
+autograd graph by name). The membrane a converted neuron stores
 is the one snnTorch returns (pre-reset for ``reset_delay=True``).
 
 Not representable (raise :class:`~brain_ai.errors.ConversionError` naming the feature;
@@ -236,7 +236,7 @@ def from_snntorch(neuron: nn.Module) -> Any:
         threshold=threshold, learn_threshold=learn_thr, reset=reset, reset_timing=timing,
         comparator=">", charge="beta", beta_clamp=(0.0, 1.0),
         surrogate=from_snntorch_surrogate(neuron.spike_grad),
-        kernel="reference",  # autograd's order = snnTorch's: gradients bit for bit
+        kernel=None,  # the fastest exact kernel: its gradients follow autograd's (snnTorch's) order
     )
     gsf, learn_gsf = _param(neuron, "graded_spikes_factor")
     kwargs.update(graded_spikes_factor=gsf, learn_graded_spikes_factor=learn_gsf)

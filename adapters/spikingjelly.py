@@ -347,7 +347,7 @@ def from_spikingjelly(node: nn.Module) -> LIFNeuron:
                                   got=getattr(w, "shape", w), expected="shape ()",
                                   hint="SJ shares one w across the layer")
         kwargs.update(tau=2.0, learn_tau=bool(w.requires_grad))
-    kwargs["kernel"] = "reference"  # autograd's order = SJ's: gradients bit for bit
+    kwargs["kernel"] = None  # the fastest exact kernel; gradients in autograd's (SJ's) order
     try:
         neuron = LIFNeuron(**kwargs)
     except ValueError as exc:
@@ -933,7 +933,7 @@ def migrate_module(model: nn.Module) -> nn.Module:
 
     Every SJ module of a copy of ``model`` is replaced where it sits (the same attribute,
     the same path): neurons by :class:`~.spikingjelly_layers.SpikingJellyNode` (a brain_ai
-    :class:`LIFNeuron` inside, ``kernel="reference"``), ``layer.*`` wrappers, containers,
+    :class:`LIFNeuron` inside, on the fastest exact kernel), ``layer.*`` wrappers, containers,
     ``VotingLayer``, ``Dropout`` (one mask per sequence), ``SynapseFilter``, the recurrent
     containers and the attention blocks by their twins in :mod:`.spikingjelly_layers`.
     Everything else (the user's blocks, torch layers) is kept and searched.

@@ -218,10 +218,10 @@ def _register_to(name: str, build: Callable[[int], SpikingNeuronBase],
                   config={"built": "brain_ai native"}))
 
 
-# kernel="reference": gradients in snnTorch's autograd order (as converted neurons run). The
-# fast kernels' own exactness against the reference is tests/test_kernels.py's: a scalar
-# parameter's gradient (a sum of B·T·N cancelling terms) moves by summation order, e.g. 7e-6
-# relative for compensated-subtract-graded, both orders within 3e-7 of a float64 run.
+# kernel="reference": brain_ai neurons built by hand for the brain_ai -> snnTorch direction
+# run the per-step autograd graph by name (converted neurons run the fast kernel, whose
+# gradients follow the same order: tests/test_fast_path.py; with graded spikes or a synapse
+# they stay within 1e-6 relative, so these cases pin the reference).
 _PEER_RULES: dict[str, Any] = dict(beta_clamp=(0.0, 1.0), learn_beta=True, learn_threshold=True,
                                    kernel="reference")
 _register_to("Leaky/delayed-subtract",

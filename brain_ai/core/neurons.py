@@ -192,8 +192,9 @@ class SpikingNeuronBase(nn.Module):
         kernel: multi-step kernel of the native backend: ``"reference"`` (per-step autograd:
             gradients in the same operation order as the peers), ``"fused"``, ``"native"``,
             ``"triton"`` (CUDA tensors; opt-in, untested on GPU hardware);
-            ``None`` = the fastest exact one. ``$BRAIN_AI_KERNEL`` overrides it. Neurons
-            converted from a peer use ``"reference"``; forward results never depend on it.
+            ``None`` = the fastest exact one (also what converted neurons use: its gradients
+            follow autograd's order). ``$BRAIN_AI_KERNEL`` overrides it; forward results
+            never depend on it.
     """
 
     def __init__(
